@@ -1,0 +1,1 @@
+"""The prediction path: the prediction consumer, providers, routing, and the monitor."""

@@ -1,0 +1,1 @@
+"""Read side: SQLite projections of ``registry.events``, rebuild, queries and audit replay."""

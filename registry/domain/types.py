@@ -1,0 +1,298 @@
+"""Value types of the registry: the spec's ``ModelConfig`` made strict.
+
+Wire names are the spec's camelCase (``providerConfig``, ``f1Score``); Python names are
+snake_case. Both are accepted on input; output uses camelCase.
+
+Invariants enforced here, at the edge:
+
+- ``version`` is a semantic version (``SemVer``), ordered by semver precedence;
+- metrics percentages lie in 0-100, errors are >= 0;
+- ``credentials`` hold references (``env:NAME``, ``file:/abs/path``), never a raw secret;
+  nor may a secret hide under a secret-looking key of ``providerConfig``/``parameters``
+  or in an endpoint URL's user-info. The error names the field, never the value.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from functools import total_ordering
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from registry.domain.errors import SecretInConfig
+
+__all__ = [
+    "ABTestConfig",
+    "MODEL_ID_PATTERN",
+    "Metrics",
+    "ModelConfig",
+    "ModelType",
+    "Provider",
+    "ProviderConfig",
+    "SemVer",
+    "Status",
+    "WireModel",
+    "is_secret_reference",
+]
+
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class ModelType(StrEnum):
+    """Model category (spec 2.2)."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+    CLUSTERING = "clustering"
+    NLP = "nlp"
+    RECOMMENDATION = "recommendation"
+    FORECASTING = "forecasting"
+
+
+class Provider(StrEnum):
+    """Framework or service hosting the model (spec 2.3)."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    AWS_SAGEMAKER = "aws-sagemaker"
+    AZURE_ML = "azure-ml"
+    CUSTOM = "custom"
+    SCIKIT_LEARN = "scikit-learn"
+    TENSORFLOW = "tensorflow"
+    PYTORCH = "pytorch"
+
+
+class Status(StrEnum):
+    """Lifecycle status (spec 1.1). ``unregistered`` is the end state after deregistration."""
+
+    TRAINING = "training"
+    TESTING = "testing"
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+    UNREGISTERED = "unregistered"
+
+    @property
+    def serves(self) -> bool:
+        """Only ``active`` models serve predictions."""
+        return self is Status.ACTIVE
+
+
+# --------------------------------------------------------------------------- semver
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$"
+)
+
+
+@total_ordering
+class SemVer:
+    """A parsed semantic version, ordered by semver 2.0 precedence (build metadata ignored)."""
+
+    __slots__ = ("major", "minor", "patch", "prerelease", "build", "_key")
+
+    def __init__(self, text: str) -> None:
+        m = _SEMVER.match(text)
+        if m is None:
+            raise ValueError(f"'{text}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
+        self.major, self.minor, self.patch = int(m[1]), int(m[2]), int(m[3])
+        self.prerelease: tuple[str, ...] = tuple(m[4].split(".")) if m[4] else ()
+        self.build = m[5] or ""
+        # A release ranks above any of its pre-releases; numeric identifiers rank below
+        # alphanumeric ones and compare numerically.
+        pre_key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
+        self._key = (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre_key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SemVer) and self._key == other._key
+
+    def __lt__(self, other: SemVer) -> bool:
+        return self._key < other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        return f"SemVer('{self}')"
+
+    def __str__(self) -> str:
+        text = f"{self.major}.{self.minor}.{self.patch}"
+        if self.prerelease:
+            text += "-" + ".".join(self.prerelease)
+        if self.build:
+            text += "+" + self.build
+        return text
+
+
+def _check_semver(value: str) -> str:
+    SemVer(value)
+    return value
+
+
+SemVerStr = Annotated[str, AfterValidator(_check_semver)]
+
+
+# --------------------------------------------------------------------------- secrets
+
+_ENV_REF = re.compile(r"^env:[A-Za-z_][A-Za-z0-9_]*$")
+_FILE_REF = re.compile(r"^file:/[^\0]+$")
+_SECRET_KEY = re.compile(
+    r"(secret|password|passwd|token|api[-_]?key|apikey|access[-_]?key|private[-_]?key|credential|auth)",
+    re.IGNORECASE,
+)
+# Keys that may appear inside ``credentials`` with a plain value: they locate, not unlock.
+NON_SECRET_CREDENTIAL_KEYS = frozenset({"region", "apiVersion", "api_version", "service"})
+
+
+def is_secret_reference(value: object) -> bool:
+    """True when ``value`` is a reference to a secret (``env:NAME`` / ``file:/path``)."""
+    return isinstance(value, str) and bool(_ENV_REF.match(value) or _FILE_REF.match(value))
+
+
+def _check_credentials(field: str, creds: dict[str, Any]) -> None:
+    for key, value in creds.items():
+        if key in NON_SECRET_CREDENTIAL_KEYS and isinstance(value, str):
+            continue
+        if not is_secret_reference(value):
+            raise SecretInConfig(f"{field}.{key}")
+
+
+def _scan_for_secrets(field: str, value: Any) -> None:
+    """Refuse raw values under secret-looking keys anywhere in a nested mapping."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            path = f"{field}.{key}"
+            if isinstance(key, str) and _SECRET_KEY.search(key) and not isinstance(inner, dict):
+                if inner is not None and not is_secret_reference(inner):
+                    raise SecretInConfig(path)
+            else:
+                _scan_for_secrets(path, inner)
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _scan_for_secrets(f"{field}[{i}]", inner)
+
+
+_URL_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@]*@")
+
+
+def _check_endpoint(field: str, value: str | None) -> None:
+    if value is not None and _URL_USERINFO.match(value):
+        raise SecretInConfig(field)
+
+
+# --------------------------------------------------------------------------- wire models
+
+
+class WireModel(BaseModel):
+    """Base of payload types: frozen, camelCase on the wire, snake_case in Python."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        alias_generator=to_camel,
+        use_enum_values=False,
+    )
+
+
+Percent = Annotated[float, Field(ge=0, le=100)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class Metrics(WireModel):
+    """Evaluation metrics (spec 6): percentages 0-100, errors >= 0."""
+
+    accuracy: Percent | None = None
+    precision: Percent | None = None
+    recall: Percent | None = None
+    f1_score: Percent | None = None
+    mse: NonNegative | None = None
+    mae: NonNegative | None = None
+
+
+class ProviderConfig(WireModel):
+    """Provider configuration (spec 3). Provider-specific settings are kept as extra fields."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="allow", populate_by_name=True, alias_generator=to_camel
+    )
+
+    provider: Provider
+    endpoint: str | None = None
+    credentials: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _no_secrets(self) -> ProviderConfig:
+        _check_endpoint("providerConfig.endpoint", self.endpoint)
+        if self.credentials:
+            _check_credentials("providerConfig.credentials", self.credentials)
+        _scan_for_secrets("providerConfig", dict(self.model_extra or {}))
+        return self
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The provider-specific settings (everything but provider/endpoint/credentials)."""
+        return dict(self.model_extra or {})
+
+
+class ABTestConfig(WireModel):
+    """Champion/challenger configuration carried by the challenger (spec 5)."""
+
+    enabled: bool = True
+    traffic_percentage: Annotated[float, Field(ge=0, le=100)]
+    champion_model_id: Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
+    routing: Annotated[str, Field(pattern=r"^(hash|random)$")] = "hash"
+
+
+class ModelConfig(WireModel):
+    """One model of the catalogue (spec 2.1)."""
+
+    id: Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    version: SemVerStr
+    type: ModelType
+    provider: Provider
+    description: Annotated[str, Field(max_length=5000)] = ""
+    endpoint: str | None = None
+    credentials: dict[str, str] | None = None
+    provider_config: ProviderConfig | None = None
+    parameters: dict[str, Any] | None = None
+    metrics: Metrics | None = None
+    last_trained: datetime | None = None
+    status: Status = Status.TRAINING
+    ab_test: ABTestConfig | None = None
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _credentials_are_references(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            _check_credentials("credentials", value)
+        return value
+
+    @model_validator(mode="after")
+    def _no_secrets(self) -> ModelConfig:
+        _check_endpoint("endpoint", self.endpoint)
+        if self.parameters:
+            _scan_for_secrets("parameters", self.parameters)
+        return self
+
+    @property
+    def semver(self) -> SemVer:
+        """The parsed version."""
+        return SemVer(self.version)
+
+    def wire(self) -> dict[str, Any]:
+        """The camelCase JSON-ready mapping, without unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

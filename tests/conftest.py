@@ -1,0 +1,52 @@
+"""Shared fixtures: a real Kafka-protocol broker and per-test topic prefixes.
+
+``kafka_bootstrap`` is the cluster in ``KAFKA_BOOTSTRAP_SERVERS`` when set, else a freshly
+started embedded broker (Tansu) on a free loopback port, stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from registry.kafka.broker import EmbeddedBroker
+from registry.kafka.topics import ensure_topics
+from registry.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A bootstrap address of a real Kafka-protocol broker."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    broker = EmbeddedBroker()
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A unique topic prefix, so tests sharing one cluster never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: object) -> AsyncIterator[Settings]:
+    """Settings for one test, with every registry topic created under a fresh prefix."""
+    s = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        data_dir=tmp_path,  # type: ignore[arg-type]
+        fetch_max_wait_ms=20,
+        allow_clear=True,
+    )
+    await ensure_topics(s)
+    yield s
