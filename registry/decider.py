@@ -1,0 +1,322 @@
+"""The decider: the single writer of ``registry.events`` (DESIGN.md section 6).
+
+For each partition of ``registry.commands`` it holds the state of that partition's models,
+rebuilt from ``registry.events`` (up to the fetch high watermark) before the first command.
+Then, per batch of commands: decode, dedupe by command id, ``decide``, append the events
+(acks=all), reply on ``registry.replies``, and only then commit the command offsets.
+
+Exactly-once effect without broker transactions: a command id already present in the log
+(as an event's ``causation_id``) is answered from what was recorded, never applied twice; so
+a crash between append and commit repeats the reply, not the event.
+
+Partitions are assigned manually (all of them) rather than through a consumer group: one
+decider per registry is the deployment model, group joins cost ~5 s on the embedded broker,
+and on a real Kafka the opt-in transactional producer fences a zombie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from registry import codec
+from registry.domain.errors import DecodeError, Rejection, RejectionCode, SecretInConfig
+from registry.domain.messages import REGISTRY_KEY, CommandBase, CommandReply, EventBase, EventRef, utc_now
+from registry.domain.rules import RegistryState, RevisionGap, decide
+from registry.kafka.clients import make_consumer, make_producer, partitions_of, read_until_caught_up, start_client
+from registry.kafka.dlq import send_to_dlq
+from registry.settings import Settings
+
+__all__ = ["CRASH_AFTER_APPEND_ENV", "Decider", "DeciderStats", "partition_for"]
+
+log = logging.getLogger(__name__)
+
+CRASH_AFTER_APPEND_ENV = "REGISTRY_TEST_CRASH_AFTER_APPEND"
+"""Fault injection for tests: when set, the process exits right after appending events and
+before replying or committing (the window exactly-once must survive)."""
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as Java's)."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class DeciderStats:
+    """Counters for health checks: progress, not mere liveness."""
+
+    commands: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    events_appended: int = 0
+    lag: int = 0
+    last_progress_monotonic: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _PartitionState:
+    registry: RegistryState = field(default_factory=RegistryState)
+    # command id -> (revision after it, the events it produced): answers duplicates
+    seen: dict[str, tuple[int, list[EventRef]]] = field(default_factory=dict)
+
+
+class Decider:
+    """Consumes ``registry.commands``, appends to ``registry.events``, replies by command id."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        allow_clear: bool | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        batch_size: int = 1000,
+    ) -> None:
+        self.settings = settings
+        self.allow_clear = settings.allow_clear if allow_clear is None else allow_clear
+        self.clock = clock
+        self.batch_size = batch_size
+        self.stats = DeciderStats()
+        self._commands = settings.topic("registry.commands")
+        self._events = settings.topic("registry.events")
+        self._replies = settings.topic("registry.replies")
+        self._states: dict[int, _PartitionState] = {}
+        self._positions: dict[int, int] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._crash_after_append = bool(os.environ.get(CRASH_AFTER_APPEND_ENV))
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect, rebuild every partition's state from the log, and seek to committed offsets."""
+        s = self.settings
+        producer_kwargs = {}
+        if s.transactional:
+            producer_kwargs["transactional_id"] = f"{s.topic_prefix}registry-decider"
+        self._producer = make_producer(s, **producer_kwargs)
+        self._consumer = make_consumer(s, group_id=f"{s.topic_prefix}registry-decider", max_poll_records=self.batch_size)
+        await start_client(self._producer, s)
+        await start_client(self._consumer, s)
+        tps = await partitions_of(self._consumer, self._commands)
+        await self._rebuild([tp.partition for tp in tps])
+        self._consumer.assign(tps)
+        for tp in tps:
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+        self.ready.set()
+        log.info("decider ready on %d partition(s) of %s", len(tps), self._commands)
+
+    async def stop(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._producer = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Decide commands until ``stop`` is set."""
+        await self.start()
+        try:
+            while not stop.is_set():
+                await self.step()
+        finally:
+            await self.stop()
+
+    async def _rebuild(self, partitions: list[int]) -> None:
+        """Fold ``registry.events`` of ``partitions`` into memory, to the high watermark."""
+        reader = make_consumer(self.settings)
+        await start_client(reader, self.settings)
+        try:
+            tps = [TopicPartition(self._events, p) for p in partitions]
+            reader.assign(tps)
+            await reader.seek_to_beginning(*tps)
+            for tp in tps:
+                self._states[tp.partition] = _PartitionState()
+
+            def fold(tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+                state = self._states[tp.partition]
+                for record in records:
+                    self._fold_record(state, record)
+
+            await read_until_caught_up(reader, tps, fold)
+        finally:
+            await reader.stop()
+
+    def _fold_record(self, state: _PartitionState, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = codec.decode_event(record.value)
+            state.registry.apply(event)
+        except (DecodeError, RevisionGap) as exc:
+            # Not ours to repair: the projector reports these; the decider must not believe them.
+            log.error("ignoring unreadable or out-of-sequence event at %s:%s: %s", record.partition, record.offset, exc)
+            return
+        ref = EventRef(id=event.id, type=event.type, revision=event.revision, partition=record.partition, offset=record.offset)  # type: ignore[attr-defined]
+        if event.causation_id:
+            prior = state.seen.get(event.causation_id)
+            refs = (prior[1] if prior else []) + [ref]
+            state.seen[event.causation_id] = (event.revision, refs)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def step(self, timeout_ms: int = 200) -> int:
+        """Handle one batch of commands; returns how many records it handled."""
+        assert self._consumer is not None and self._producer is not None
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_size)
+        handled = 0
+        for tp, records in batch.items():
+            if records:
+                await self._handle_partition(tp, records)
+                handled += len(records)
+        self.stats.lag = sum(
+            max(0, (self._consumer.highwater(tp) or 0) - self._positions.get(tp.partition, 0))
+            for tp in self._consumer.assignment()
+        )
+        self.stats.last_progress_monotonic = time.monotonic()
+        return handled
+
+    async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        assert self._consumer is not None and self._producer is not None
+        state = self._states[tp.partition]
+        partitions = len(self._states)
+        pending: list[tuple[CommandBase, list[tuple[EventBase, asyncio.Future[object]]]]] = []
+        replies: list[CommandReply] = []
+        in_batch: set[str] = set()
+        repeated: list[CommandBase] = []  # duplicates of a command still being appended
+        if self.settings.transactional:
+            await self._producer.begin_transaction()
+        for record in records:
+            self.stats.commands += 1
+            reply, sent = await self._decide_one(state, record, partitions, in_batch, repeated)
+            if reply is not None:
+                replies.append(reply)
+            if sent is not None:
+                pending.append(sent)
+                in_batch.add(sent[0].id)
+        # Wait for every append (acks=all) before replying: a reply promises durability.
+        for command, sends in pending:
+            refs = []
+            for event, fut in sends:
+                meta = await fut
+                refs.append(
+                    EventRef(id=event.id, type=event.type, revision=event.revision, partition=meta.partition, offset=meta.offset)  # type: ignore[attr-defined]
+                )
+                self.stats.events_appended += 1
+            state.seen[command.id] = (refs[-1].revision if refs else state.registry.revision_of(command.model_id), refs)
+            replies.append(self._reply(command, "accepted", refs, state))
+        for command in repeated:
+            self.stats.duplicates += 1
+            replies.append(self._duplicate_reply(command, state))
+        if self._crash_after_append and pending:
+            log.error("fault injection: exiting after append, before reply and commit")
+            os._exit(137)
+        reply_futs = [
+            await self._producer.send(self._replies, codec.encode(r), key=r.command_id.encode(), headers=[("type", b"CommandReply")])
+            for r in replies
+        ]
+        for fut in reply_futs:
+            await fut
+        offsets = {tp: records[-1].offset + 1}
+        self._positions[tp.partition] = records[-1].offset + 1
+        if self.settings.transactional:
+            await self._producer.send_offsets_to_transaction(offsets, f"{self.settings.topic_prefix}registry-decider")
+            await self._producer.commit_transaction()
+        else:
+            await self._consumer.commit(offsets)
+
+    async def _decide_one(
+        self,
+        state: _PartitionState,
+        record: ConsumerRecord[bytes, bytes],
+        partitions: int,
+        in_batch: set[str],
+        repeated: list[CommandBase],
+    ) -> tuple[CommandReply | None, tuple[CommandBase, list[tuple[EventBase, asyncio.Future[object]]]] | None]:
+        """Decide one command record: a reply now, or events in flight (reply after append)."""
+        assert self._producer is not None
+        try:
+            command = codec.decode_command(record.value)
+        except SecretInConfig as exc:
+            # Not copied to the DLQ: that would copy the secret into one more topic.
+            self.stats.rejected += 1
+            rejection = Rejection(RejectionCode.SECRET_IN_CONFIG, str(exc), exc.field)
+            return self._rejection_reply(getattr(exc, "message_id", None), None, rejection), None
+        except DecodeError as exc:
+            self.stats.dead_lettered += 1
+            await send_to_dlq(self._producer, record, exc.reason)
+            rejection = Rejection(RejectionCode.INVALID_COMMAND, exc.reason)
+            return self._rejection_reply(exc.message_id, None, rejection), None
+        if partitions > 1 and command.model_id != REGISTRY_KEY and partition_for(command.model_id, partitions) != record.partition:
+            self.stats.rejected += 1
+            rejection = Rejection(
+                RejectionCode.INVALID_COMMAND,
+                f"command for '{command.model_id}' arrived on partition {record.partition}; produce commands with key = model id.",
+            )
+            return self._rejection_reply(command.id, command, rejection), None
+        if command.id in in_batch:
+            repeated.append(command)
+            return None, None
+        if command.id in state.seen:
+            self.stats.duplicates += 1
+            return self._duplicate_reply(command, state), None
+        decision = decide(command, state.registry, now=self.clock(), allow_clear=self.allow_clear)
+        if isinstance(decision, Rejection):
+            self.stats.rejected += 1
+            return self._rejection_reply(command.id, command, decision), None
+        self.stats.accepted += 1
+        sends = []
+        for event in decision:
+            state.registry.apply(event)  # optimistic: a failed append crashes the process, which rebuilds
+            fut = await self._producer.send(
+                self._events, codec.encode(event), key=event.model_id.encode(), partition=record.partition,
+                headers=codec.headers_for(event),
+            )
+            sends.append((event, fut))
+        if not sends:  # a no-op: nothing to append, answer now
+            return self._reply(command, "accepted", [], state), None
+        return None, (command, sends)
+
+    def _reply(self, command: CommandBase, outcome: str, refs: list[EventRef], state: _PartitionState) -> CommandReply:
+        return CommandReply(
+            command_id=command.id,
+            command_type=command.type,  # type: ignore[attr-defined]
+            model_id=command.model_id,
+            outcome=outcome,  # type: ignore[arg-type]
+            revision=state.registry.revision_of(command.model_id) if not refs else refs[-1].revision,
+            events=refs,
+        )
+
+    def _duplicate_reply(self, command: CommandBase, state: _PartitionState) -> CommandReply:
+        revision, refs = state.seen[command.id]
+        return CommandReply(
+            command_id=command.id,
+            command_type=command.type,  # type: ignore[attr-defined]
+            model_id=command.model_id,
+            outcome="duplicate",
+            revision=revision,
+            events=refs,
+        )
+
+    def _rejection_reply(self, command_id: str | None, command: CommandBase | None, rejection: Rejection) -> CommandReply | None:
+        log.info("rejected command %s: %s: %s", command_id, rejection.code, rejection.message)
+        if command_id is None:
+            return None  # no readable id: nobody to answer; the DLQ has it
+        return CommandReply(
+            command_id=command_id,
+            command_type=getattr(command, "type", None),
+            model_id=command.model_id if command else None,
+            outcome="rejected",
+            rejection={k: str(v) for k, v in rejection.as_dict().items()},
+        )
