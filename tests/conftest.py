@@ -11,10 +11,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from registry.kafka.broker import EmbeddedBroker
 from registry.kafka.topics import ensure_topics
 from registry.settings import Settings
+
+# Timing health checks are meaningless on a loaded 2-core CI machine; correctness is not.
+hypothesis_settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")
