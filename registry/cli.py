@@ -23,8 +23,7 @@ from registry.settings import Settings
 
 T = TypeVar("T")
 
-RUNTIME_FILE = "runtime.json"
-"""Written by ``model-registry up`` into the data dir: where the running stack's broker is."""
+RUNTIME_FILE = "runtime.json"  # written by `model-registry up` (registry.stack): where its broker is
 
 
 def cli_settings(**overrides: Any) -> Settings:

@@ -120,6 +120,14 @@ def _decode(data: bytes | str | None, names: frozenset[str], kind: str, adapter:
 
 def decode_event(data: bytes | str | None) -> EventBase:
     """Bytes -> event. Raises ``DecodeError`` (with ``reason``) for anything unreadable."""
+    if data:
+        # Fast path: current-schema events parse and validate in one pass of pydantic-core.
+        # Anything it refuses (old schema_version, unknown type, bad JSON) takes the slow path,
+        # which upcasts or explains.
+        try:
+            return _EVENT_ADAPTER.validate_json(data)
+        except (ValidationError, SecretInConfig):
+            pass
     return _decode(data, _EVENT_NAMES, "event", _EVENT_ADAPTER)  # type: ignore[no-any-return]
 
 

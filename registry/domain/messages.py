@@ -57,6 +57,15 @@ class Envelope(BaseModel):
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
     causation_id: Annotated[str, Field(max_length=128)] | None = None
 
+    @field_validator("schema_version")
+    @classmethod
+    def _current_schema(cls, value: int) -> int:
+        # Older versions are upcast by the codec before validation; anything else is refused
+        # so that a message is never read with the wrong schema.
+        if value != cls.SCHEMA_VERSION:
+            raise ValueError(f"schema_version {value} is not {cls.SCHEMA_VERSION}; decode through registry.codec to upcast")
+        return value
+
     @field_validator("occurred_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
