@@ -1,0 +1,100 @@
+"""The comparison report as a rich table (the CLI's default output)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from consumers.monitor.report import (
+    VERDICT_BETTER,
+    VERDICT_WORSE,
+    Comparison,
+    ComparisonReport,
+    VariantStats,
+)
+
+__all__ = ["print_report", "report_renderable"]
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.2f}%"
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _diff(c: Comparison | None) -> str:
+    if c is None or c.difference is None:
+        return "-"
+    d = c.difference
+    pct = c.metric in {"error rate", "accuracy"}
+    scale, unit = (100, " pp") if pct else (1, "")
+    mark = {"better": " (better)", "worse": " (worse)"}.get(c.finding or "", "")
+    return f"{d.estimate * scale:+.2f}{unit} [{d.low * scale:+.2f}, {d.high * scale:+.2f}]{mark}"
+
+
+def report_renderable(r: ComparisonReport) -> Group:
+    """Header, side-by-side table, SRM line and verdict."""
+    state = "running" if r.running else f"stopped {r.stopped_at}"
+    head = Text.assemble(
+        (f"A/B test {r.test_id}", "bold"),
+        f"  champion {r.champion_model_id} vs challenger {r.challenger_model_id}  ({r.model_type or 'type unknown'}, "
+        f"{state}, split v{r.split_version}: {r.configured_challenger_pct:g}% to the challenger)",
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("champion", justify="right")
+    table.add_column("challenger", justify="right")
+    table.add_column("challenger - champion [95% CI]", justify="right")
+    a, b = r.champion, r.challenger
+    rows: list[tuple[str, Callable[[VariantStats], str], str]] = [
+        ("requests", lambda v: str(v.requests), ""),
+        (
+            "traffic share",
+            lambda v: _pct(v.share),
+            f"expected {_pct(r.expected_challenger_share)} to the challenger",
+        ),
+        ("errors", lambda v: str(v.errors), ""),
+        ("error rate", lambda v: _pct(v.error_rate), _diff(r.error_rate)),
+        ("fallbacks", lambda v: str(v.fallbacks), ""),
+        ("cache hits", lambda v: str(v.cache_hits), ""),
+        ("latency p50 ms", lambda v: _num(v.latency_ms.get("p50"), 2), ""),
+        ("latency p95 ms", lambda v: _num(v.latency_ms.get("p95"), 2), ""),
+        ("latency p99 ms", lambda v: _num(v.latency_ms.get("p99"), 2), ""),
+        ("scored outcomes", lambda v: str(v.scored), ""),
+    ]
+    if r.quality is not None and r.quality.metric == "MAE":
+        rows += [
+            ("MAE", lambda v: _num(v.mae, 4), _diff(r.quality)),
+            ("MSE", lambda v: _num(v.mse, 4), ""),
+        ]
+    else:
+        rows += [
+            ("accuracy", lambda v: _pct(v.accuracy), _diff(r.quality)),
+            ("precision", lambda v: _pct(v.precision), ""),
+            ("recall", lambda v: _pct(v.recall), ""),
+        ]
+    for name, get, diff in rows:
+        table.add_row(name, get(a), get(b), diff)
+    if r.srm is None:
+        srm = Text("SRM check: not enough traffic yet")
+    else:
+        style = "bold red" if r.srm.alert else "green"
+        flag = "ALERT (p < 0.001)" if r.srm.alert else "ok"
+        srm = Text(
+            f"SRM check: chi-square {r.srm.chi2:.2f}, {r.srm.dof} dof, p = {r.srm.p_value:.3g}: {flag}",
+            style=style,
+        )
+    colour = {VERDICT_BETTER: "bold green", VERDICT_WORSE: "bold red"}.get(r.verdict, "bold yellow")
+    verdict = Text.assemble(("Verdict: ", "bold"), (r.verdict, colour))
+    reasons = [Text(f"  - {reason}") for reason in r.reasons]
+    return Group(head, table, srm, verdict, *reasons)
+
+
+def print_report(r: ComparisonReport, console: Console | None = None) -> None:
+    """Print the report to the terminal."""
+    (console or Console()).print(report_renderable(r))

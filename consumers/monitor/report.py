@@ -1,0 +1,413 @@
+"""The champion/challenger comparison report, read from the monitor database.
+
+``build_report(db, "lead-scoring-v1")`` finds the test (by test id, champion or challenger;
+the running one first, else the latest) and compares its two variants: traffic share against
+the configured split with a sample-ratio-mismatch test, error rate and quality with 95%
+intervals on the difference, latency percentiles, and a verdict with the numbers behind it.
+The same figures (with Wald intervals) are in the ``ab_comparison`` SQL view.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from consumers.monitor.errors import TestNotFound
+from consumers.monitor.latency import percentiles
+from consumers.monitor.scoring import kind_of
+from consumers.monitor.significance import Interval, SrmResult, newcombe_diff, srm_test, welch_diff
+
+__all__ = [
+    "Comparison",
+    "ComparisonReport",
+    "VariantStats",
+    "build_report",
+    "open_readonly",
+    "resolve_test",
+]
+
+VERDICT_BETTER = "challenger better"
+VERDICT_WORSE = "challenger worse"
+VERDICT_WAIT = "not yet enough data"
+VERDICT_SRM = "no verdict: sample ratio mismatch"
+VARIANTS = ("champion", "challenger")
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStats:
+    """One arm of the test."""
+
+    variant: str
+    model_id: str
+    requests: int = 0
+    share: float | None = None
+    errors: int = 0
+    error_rate: float | None = None
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    fallbacks: int = 0
+    cache_hits: int = 0
+    mean_latency_ms: float | None = None
+    latency_ms: dict[str, float | None] = field(default_factory=dict)
+    scored: int = 0
+    unscorable: int = 0
+    accuracy: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    mae: float | None = None
+    mse: float | None = None
+    mae_variance: float | None = None
+    correct: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Challenger minus champion on one metric, with a 95% interval and what it shows."""
+
+    metric: str
+    champion: float | None
+    challenger: float | None
+    difference: Interval | None
+    lower_is_better: bool
+    enough_data: bool
+
+    @property
+    def finding(self) -> Literal["better", "worse"] | None:
+        """ "better"/"worse" when the interval excludes 0 on enough data, else None."""
+        d = self.difference
+        if d is None or not self.enough_data or not d.excludes_zero:
+            return None
+        challenger_higher = d.low > 0
+        return "worse" if challenger_higher == self.lower_is_better else "better"
+
+    def describe(self) -> str:
+        """E.g. ``error rate 10.00% vs 5.00%: +5.00 pp (95% CI +3.86 to +6.14)``."""
+        pct = self.metric in {"error rate", "accuracy"}
+
+        def fmt(v: float) -> str:
+            return f"{v * 100:.2f}%" if pct else f"{v:.4g}"
+
+        if self.difference is None or self.champion is None or self.challenger is None:
+            return f"{self.metric}: not enough data"
+        d, scale, unit = self.difference, (100 if pct else 1), (" pp" if pct else "")
+        return (
+            f"{self.metric} {fmt(self.challenger)} (challenger) vs {fmt(self.champion)} (champion): "
+            f"{d.estimate * scale:+.2f}{unit} (95% CI {d.low * scale:+.2f} to {d.high * scale:+.2f})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonReport:
+    """Champion vs challenger for one test."""
+
+    test_id: str
+    champion_model_id: str
+    challenger_model_id: str
+    model_type: str | None
+    configured_challenger_pct: float
+    split_version: int
+    started_at: str
+    stopped_at: str | None
+    champion: VariantStats
+    challenger: VariantStats
+    expected_challenger_share: float | None
+    observed_challenger_share: float | None
+    srm: SrmResult | None
+    error_rate: Comparison
+    quality: Comparison | None
+    verdict: str
+    reasons: list[str]
+
+    @property
+    def running(self) -> bool:
+        return self.stopped_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+
+        def comp(c: Comparison | None) -> dict[str, Any] | None:
+            if c is None:
+                return None
+            return {
+                "metric": c.metric,
+                "champion": c.champion,
+                "challenger": c.challenger,
+                "difference": asdict(c.difference) if c.difference else None,
+                "lower_is_better": c.lower_is_better,
+                "enough_data": c.enough_data,
+                "finding": c.finding,
+            }
+
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "test_id",
+                "champion_model_id",
+                "challenger_model_id",
+                "model_type",
+                "configured_challenger_pct",
+                "split_version",
+                "started_at",
+                "stopped_at",
+                "expected_challenger_share",
+                "observed_challenger_share",
+                "verdict",
+                "reasons",
+            )
+        }
+        out["running"] = self.running
+        out["champion"], out["challenger"] = asdict(self.champion), asdict(self.challenger)
+        out["srm"] = asdict(self.srm) if self.srm else None
+        if self.srm and self.srm.chi2 == float("inf"):
+            out["srm"]["chi2"] = None
+        out["error_rate"], out["quality"] = comp(self.error_rate), comp(self.quality)
+        return out
+
+
+def open_readonly(db_path: Path | str) -> sqlite3.Connection:
+    """A read-only connection (the monitor may be writing at the same time)."""
+    path = Path(db_path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no monitor database at {path}; run `model-registry monitor` (or `up`) first"
+        )
+    return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+
+
+def resolve_test(db: sqlite3.Connection, ref: str) -> sqlite3.Row:
+    """The test ``ref`` names: a test id, else the running (or latest) test of that model."""
+    db.row_factory = sqlite3.Row
+    row = db.execute("SELECT * FROM ab_tests WHERE test_id = ?", (ref,)).fetchone()
+    if row is None:
+        row = db.execute(
+            "SELECT * FROM ab_tests WHERE champion_model_id = ?1 OR challenger_model_id = ?1 "
+            "ORDER BY stopped_at IS NULL DESC, started_at DESC LIMIT 1",
+            (ref,),
+        ).fetchone()
+    if row is None:
+        known = [
+            r[0]
+            for r in db.execute("SELECT test_id FROM ab_tests ORDER BY started_at DESC LIMIT 10")
+        ]
+        hint = (
+            f" Known tests: {', '.join(known)}."
+            if known
+            else " The monitor has seen no A/B test yet."
+        )
+        raise TestNotFound(f"no A/B test with id, champion or challenger '{ref}'.{hint}")
+    return row  # type: ignore[no-any-return]
+
+
+def _variant_stats(
+    db: sqlite3.Connection, test_id: str, variant: str, model_id: str, total: int
+) -> VariantStats:
+    args = (test_id, variant)
+    where = "WHERE test_id = ? AND variant = ?"
+    req, err, fb, ch, lat = db.execute(
+        f"SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(fallbacks), 0), "
+        f"COALESCE(SUM(cache_hits), 0), COALESCE(SUM(latency_sum_ms), 0) FROM variant_minute {where}",
+        args,
+    ).fetchone()
+    buckets = dict(
+        db.execute(
+            f"SELECT bucket, SUM(count) FROM variant_latency {where} GROUP BY bucket", args
+        ).fetchall()
+    )
+    codes = dict(
+        db.execute(
+            f"SELECT code, SUM(count) FROM variant_errors {where} GROUP BY code", args
+        ).fetchall()
+    )
+    n, correct, num_n, abs_sum, sq_sum, unscorable = db.execute(
+        f"SELECT COALESCE(SUM(scored), 0), COALESCE(SUM(correct), 0), COALESCE(SUM(numeric_n), 0), "
+        f"COALESCE(SUM(abs_err_sum), 0), COALESCE(SUM(sq_err_sum), 0), COALESCE(SUM(unscorable), 0) "
+        f"FROM variant_quality {where}",
+        args,
+    ).fetchone()
+    labels = db.execute(
+        f"SELECT label, SUM(tp), SUM(fp), SUM(fn) FROM variant_labels {where} GROUP BY label", args
+    ).fetchall()
+    precision, recall = _precision_recall(labels)
+    mae = abs_sum / num_n if num_n else None
+    return VariantStats(
+        variant=variant,
+        model_id=model_id,
+        requests=req,
+        share=req / total if total else None,
+        errors=err,
+        error_rate=err / req if req else None,
+        errors_by_code=codes,
+        fallbacks=fb,
+        cache_hits=ch,
+        mean_latency_ms=lat / req if req else None,
+        latency_ms=percentiles(buckets),
+        scored=n,
+        unscorable=unscorable,
+        correct=correct,
+        accuracy=correct / n if n else None,
+        precision=precision,
+        recall=recall,
+        mae=mae,
+        mse=sq_sum / num_n if num_n else None,
+        mae_variance=(sq_sum - num_n * mae * mae) / (num_n - 1)
+        if mae is not None and num_n > 1
+        else None,
+    )
+
+
+def _precision_recall(labels: list[tuple[str, int, int, int]]) -> tuple[float | None, float | None]:
+    """Binary labels (true/false, 1/0): of the positive class; otherwise macro averages."""
+    names = {label for label, *_ in labels}
+    positive = "true" if names <= {"true", "false"} else "1" if names <= {"0", "1"} else None
+    chosen = [row for row in labels if row[0] == positive] if positive else labels
+    precisions = [tp / (tp + fp) for _, tp, fp, _ in chosen if tp + fp]
+    recalls = [tp / (tp + fn) for _, tp, _, fn in chosen if tp + fn]
+    return (
+        sum(precisions) / len(precisions) if precisions else None,
+        sum(recalls) / len(recalls) if recalls else None,
+    )
+
+
+def _srm(db: sqlite3.Connection, test: sqlite3.Row) -> tuple[SrmResult | None, float | None]:
+    """The SRM test over every split version, and the challenger share the splits expect."""
+    splits = dict(
+        db.execute(
+            "SELECT split_version, traffic_percentage FROM ab_splits WHERE test_id = ?",
+            (test["test_id"],),
+        ).fetchall()
+    )
+    observed, weights, expected, total = [], [], 0.0, 0
+    rows = db.execute(
+        "SELECT split_version, SUM(CASE variant WHEN 'champion' THEN requests ELSE 0 END), "
+        "SUM(CASE variant WHEN 'challenger' THEN requests ELSE 0 END) FROM variant_minute "
+        "WHERE test_id = ? AND variant IN ('champion', 'challenger') GROUP BY split_version",
+        (test["test_id"],),
+    )
+    for sv, a, b in rows:
+        pct = splits.get(sv, test["traffic_percentage"]) / 100.0
+        observed.append((a, b))
+        weights.append((1 - pct, pct))
+        expected += (a + b) * pct
+        total += a + b
+    return srm_test(observed, weights), (expected / total if total else None)
+
+
+def build_report(
+    db_path: Path | str, ref: str, *, min_requests: int = 100, min_scored: int = 30
+) -> ComparisonReport:
+    """The comparison report of the test ``ref`` names (see ``resolve_test``).
+
+    Raises:
+        TestNotFound: no test matches ``ref``.
+        FileNotFoundError: there is no monitor database at ``db_path``.
+    """
+    with open_readonly(db_path) as db:
+        test = resolve_test(db, ref)
+        test_id = test["test_id"]
+        total = db.execute(
+            "SELECT COALESCE(SUM(requests), 0) FROM variant_minute WHERE test_id = ? AND variant IN ('champion', 'challenger')",
+            (test_id,),
+        ).fetchone()[0]
+        champion = _variant_stats(db, test_id, "champion", test["champion_model_id"], total)
+        challenger = _variant_stats(db, test_id, "challenger", test["challenger_model_id"], total)
+        type_row = db.execute(
+            "SELECT type FROM models WHERE model_id = ?", (test["champion_model_id"],)
+        ).fetchone()
+        srm, expected_share = _srm(db, test)
+    model_type = type_row[0] if type_row else None
+    error_rate = Comparison(
+        "error rate",
+        champion.error_rate,
+        challenger.error_rate,
+        newcombe_diff(champion.errors, champion.requests, challenger.errors, challenger.requests),
+        lower_is_better=True,
+        enough_data=min(champion.requests, challenger.requests) >= min_requests,
+    )
+    quality = _quality(champion, challenger, model_type, min_scored)
+    verdict, reasons = _verdict(
+        srm, error_rate, quality, champion, challenger, min_requests, min_scored
+    )
+    return ComparisonReport(
+        test_id=test_id,
+        champion_model_id=test["champion_model_id"],
+        challenger_model_id=test["challenger_model_id"],
+        model_type=model_type,
+        configured_challenger_pct=test["traffic_percentage"],
+        split_version=test["split_version"],
+        started_at=test["started_at"],
+        stopped_at=test["stopped_at"],
+        champion=champion,
+        challenger=challenger,
+        expected_challenger_share=expected_share,
+        observed_challenger_share=challenger.share,
+        srm=srm,
+        error_rate=error_rate,
+        quality=quality,
+        verdict=verdict,
+        reasons=reasons,
+    )
+
+
+def _quality(
+    a: VariantStats, b: VariantStats, model_type: str | None, min_scored: int
+) -> Comparison | None:
+    if a.scored == 0 and b.scored == 0:
+        return None
+    if model_type is not None:
+        regression = kind_of(model_type, 0) == "regression"
+    else:  # not registered as far as the monitor knows: labels mean classification
+        regression = a.precision is None and b.precision is None and a.mae is not None
+    enough = min(a.scored, b.scored) >= min_scored
+    if regression:
+        diff = None
+        if (
+            a.mae is not None
+            and b.mae is not None
+            and a.mae_variance is not None
+            and b.mae_variance is not None
+        ):
+            diff = welch_diff(a.scored, a.mae, a.mae_variance, b.scored, b.mae, b.mae_variance)
+        return Comparison("MAE", a.mae, b.mae, diff, lower_is_better=True, enough_data=enough)
+    diff = newcombe_diff(a.correct, a.scored, b.correct, b.scored)
+    return Comparison(
+        "accuracy", a.accuracy, b.accuracy, diff, lower_is_better=False, enough_data=enough
+    )
+
+
+def _verdict(
+    srm: SrmResult | None,
+    error_rate: Comparison,
+    quality: Comparison | None,
+    a: VariantStats,
+    b: VariantStats,
+    min_requests: int,
+    min_scored: int,
+) -> tuple[str, list[str]]:
+    if srm is not None and srm.alert:
+        return VERDICT_SRM, [
+            f"sample ratio mismatch: chi-square {srm.chi2:.1f} on {srm.dof} dof, p = {srm.p_value:.2g} < 0.001; "
+            "the split is not what was configured, so the comparison is not trustworthy"
+        ]
+    comparisons = [c for c in (error_rate, quality) if c is not None]
+    worse = [c for c in comparisons if c.finding == "worse"]
+    better = [c for c in comparisons if c.finding == "better"]
+    if worse:
+        return VERDICT_WORSE, [c.describe() for c in worse]
+    if better:
+        return VERDICT_BETTER, [c.describe() for c in better]
+    reasons = []
+    if min(a.requests, b.requests) < min_requests:
+        reasons.append(
+            f"requests {a.requests} (champion) / {b.requests} (challenger); need {min_requests} each"
+        )
+    if quality is None:
+        reasons.append("no outcomes joined yet")
+    elif min(a.scored, b.scored) < min_scored:
+        reasons.append(f"scored outcomes {a.scored} / {b.scored}; need {min_scored} each")
+    reasons += [
+        f"{c.describe()}: the interval includes 0"
+        for c in comparisons
+        if c.enough_data and c.finding is None
+    ]
+    return VERDICT_WAIT, reasons

@@ -1,0 +1,409 @@
+"""The monitor process: results and outcomes in, per-variant metrics out (DESIGN.md section 9).
+
+One plain aiokafka consumer with manually assigned partitions reads ``registry.events`` (for
+the A/B tests and model types), ``predictions.results`` and ``predictions.outcomes``. Each
+poll becomes one SQLite transaction holding the new sums *and* the positions after them; on
+start the consumer seeks to those stored positions, so a kill at any point repeats and loses
+nothing. The registry log is folded from offset 0 on every start (see ``abtests``).
+
+A prediction log that comes back shorter than the stored position (the embedded broker keeps
+data in memory only, so ``model-registry up`` can restart it empty; or retention removed the
+stored offset on a real Kafka) is detected - stored position above the high watermark, or an
+out-of-range fetch - logged, recorded in ``log_resets``, and read again from its start. The
+metrics already counted are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from pydantic import ValidationError
+
+from consumers.messages import PredictionOutcome, PredictionResult
+from consumers.monitor.abtests import ABTestTracker
+from consumers.monitor.aggregate import OutcomeRow, ResultRow
+from consumers.monitor.config import MonitorConfig
+from consumers.monitor.metrics import Totals
+from consumers.monitor.store import Batch, MonitorStore
+from registry.codec import decode_event
+from registry.domain.errors import DecodeError, describe_validation_error
+from registry.domain.rules import RevisionGap
+from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
+from registry.kafka.dlq import send_to_dlq
+from registry.settings import Settings
+
+__all__ = ["Monitor", "MonitorStats", "monitor_path"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Record: TypeAlias = ConsumerRecord  # aiokafka is untyped: ConsumerRecord[bytes, bytes]
+
+
+def monitor_path(settings: Settings) -> Path:
+    """The default monitor database: ``<data_dir>/monitor.db``."""
+    return Path(settings.data_dir) / "monitor.db"
+
+
+@dataclass(slots=True)
+class MonitorStats:
+    """Live counters for health checks and the metrics endpoint.
+
+    ``last_progress_monotonic`` moves whenever a batch is committed or a poll finds the
+    monitor caught up, so "lag > 0 and no progress for N seconds" means stalled.
+    """
+
+    results: int = 0
+    outcomes: int = 0
+    registry_events: int = 0
+    duplicate_results: int = 0
+    duplicate_outcomes: int = 0
+    outcomes_joined: int = 0
+    outcomes_pending: int = 0
+    outcomes_expired: int = 0
+    dlq: int = 0
+    registry_unreadable: int = 0
+    log_resets: int = 0
+    lag: int = 0
+    lag_by_partition: dict[tuple[str, int], int] = field(default_factory=dict)
+    caught_up: bool = False
+    last_progress_monotonic: float = field(default_factory=time.monotonic)
+
+    _COUNTS = (
+        "results",
+        "outcomes",
+        "registry_events",
+        "duplicate_results",
+        "duplicate_outcomes",
+        "outcomes_joined",
+        "outcomes_expired",
+        "dlq",
+        "registry_unreadable",
+        "log_resets",
+    )
+
+    def counts(self) -> dict[str, int]:
+        """The monotonic counters by name."""
+        return {name: getattr(self, name) for name in self._COUNTS}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything, JSON-ready."""
+        return {
+            **self.counts(),
+            "outcomes_pending": self.outcomes_pending,
+            "lag": self.lag,
+            "caught_up": self.caught_up,
+            "seconds_since_progress": round(time.monotonic() - self.last_progress_monotonic, 3),
+        }
+
+    def load(self, counters: dict[str, int]) -> None:
+        """Seed from the database's ``monitor_counters``."""
+        for name in (*self._COUNTS, "outcomes_pending"):
+            if name in counters and name != "registry_events":
+                setattr(self, name, counters[name])
+
+
+class Monitor:
+    """Consumes results, outcomes and registry events into the monitor database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db_path: Path | str | None = None,
+        config: MonitorConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db_path = Path(db_path) if db_path is not None else monitor_path(settings)
+        self.config = config or MonitorConfig.from_env()
+        self.stats = MonitorStats()
+        self.totals = Totals()
+        self.tracker = ABTestTracker()
+        self._events_topic = settings.topic("registry.events")
+        self._results_topic = settings.topic("predictions.results")
+        self._outcomes_topic = settings.topic("predictions.outcomes")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-db")
+        self._store: MonitorStore | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._registry_tps: list[TopicPartition] = []
+        self._prediction_tps: list[TopicPartition] = []
+        self._committed: dict[TopicPartition, int] = {}
+        self._next_expiry = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def start(self) -> None:
+        """Open the database, connect, assign every partition and seek to the stored positions."""
+        if self._consumer is not None:
+            return
+        self._store = await self._db(MonitorStore, self.db_path)
+        self.stats.load(await self._db(self._store.counters))
+        self.totals.merge(await self._db(self._store.load_totals))
+        # "none": an out-of-range fetch is raised to us (and handled as a reset), never
+        # silently skipped; every partition gets an explicit seek below.
+        consumer = make_consumer(
+            self.settings, auto_offset_reset="none", max_partition_fetch_bytes=1024 * 1024
+        )
+        producer = make_producer(self.settings)
+        await start_client(consumer, self.settings)
+        try:
+            await start_client(producer, self.settings)
+            self._registry_tps = await partitions_of(consumer, self._events_topic)
+            self._prediction_tps = [
+                *await partitions_of(consumer, self._results_topic),
+                *await partitions_of(consumer, self._outcomes_topic),
+            ]
+        except BaseException:
+            await consumer.stop()
+            await producer.stop()
+            raise
+        self._consumer, self._producer = consumer, producer
+        consumer.assign([*self._registry_tps, *self._prediction_tps])
+        await consumer.seek_to_beginning(*self._registry_tps)
+        stored = await self._db(self._store.positions)
+        for tp in self._prediction_tps:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+                self._committed[tp] = offset
+        log.info("monitor started on %s (db %s)", self.settings.bootstrap_servers, self.db_path)
+
+    async def close(self) -> None:
+        """Disconnect and close the database (idempotent)."""
+        consumer, producer, store = self._consumer, self._producer, self._store
+        self._consumer = self._producer = self._store = None
+        if consumer is not None:
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+        if store is not None:
+            await self._db(store.close)
+
+    async def catch_up(self) -> None:
+        """Read every partition to its current end (registry first, then predictions)."""
+        await self.start()
+        consumer = self._require_consumer()
+        consumer.pause(*self._prediction_tps)
+        try:
+            await self._until_caught_up(self._registry_tps)
+        finally:
+            consumer.resume(*self._prediction_tps)
+        await self._until_caught_up([*self._registry_tps, *self._prediction_tps])
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Catch up, then follow the logs until ``stop`` is set; closes on the way out."""
+        try:
+            await self.catch_up()
+            while not stop.is_set():
+                await self.poll_once(self.config.poll_timeout_ms)
+        finally:
+            await self.close()
+
+    def healthy(self, stall_after_s: float = 60.0) -> bool:
+        """False when there is lag and no progress for ``stall_after_s`` seconds."""
+        idle = time.monotonic() - self.stats.last_progress_monotonic
+        return self.stats.lag == 0 or idle < stall_after_s
+
+    def _require_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the monitor is not started")
+        return self._consumer
+
+    # ------------------------------------------------------------------ polling
+
+    async def _until_caught_up(self, tps: list[TopicPartition]) -> None:
+        while not await self.poll_once(self.config.catch_up_poll_ms, tps):
+            pass
+
+    async def poll_once(self, timeout_ms: int, tps: list[TopicPartition] | None = None) -> bool:
+        """Fetch, check for shortened logs, process one batch; True when ``tps`` (default: all)
+        are caught up."""
+        consumer = self._require_consumer()
+        try:
+            records = await consumer.getmany(
+                timeout_ms=timeout_ms, max_records=self.config.max_records
+            )
+        except OffsetOutOfRangeError as exc:
+            await self._reset(
+                [(tp, self._committed.get(tp, offset), None) for tp, offset in exc.args[0].items()]
+            )
+            return False
+        except KafkaError as exc:
+            log.warning("monitor fetch failed, retrying: %s", exc)
+            await asyncio.sleep(0.5)
+            return False
+        shortened = self._shortened_logs()
+        if shortened:
+            await self._reset(shortened)
+            records = {
+                tp: recs for tp, recs in records.items() if tp not in {s[0] for s in shortened}
+            }
+        if records:
+            await self._process(records)
+        if time.monotonic() >= self._next_expiry:
+            await self._expire()
+        caught_up = await self._update_lag(tps or [*self._registry_tps, *self._prediction_tps])
+        if caught_up or records:
+            self.stats.last_progress_monotonic = time.monotonic()
+        return caught_up
+
+    def _shortened_logs(self) -> list[tuple[TopicPartition, int, int | None]]:
+        consumer = self._require_consumer()
+        out: list[tuple[TopicPartition, int, int | None]] = []
+        for tp, committed in self._committed.items():
+            hw = consumer.highwater(tp)
+            # Invariant: a committed position never exceeds the high watermark of the log it
+            # was read from (fetch responses carry hw >= every offset they deliver).
+            if hw is not None and committed > hw:
+                out.append((tp, committed, hw))
+        return out
+
+    async def _reset(self, resets: list[tuple[TopicPartition, int, int | None]]) -> None:
+        for tp, stored, hw in resets:
+            log.warning(
+                "%s[%d] is shorter than the monitor's position %d (high watermark %s): the log was "
+                "restarted or truncated; keeping the metrics counted so far and reading it from its start",
+                tp.topic,
+                tp.partition,
+                stored,
+                hw,
+            )
+        store = self._require_store()
+        await self._db(
+            store.reset_positions, [(tp.topic, tp.partition, s, hw) for tp, s, hw in resets]
+        )
+        consumer = self._require_consumer()
+        for tp, _, _ in resets:
+            self._committed.pop(tp, None)
+        await consumer.seek_to_beginning(*[tp for tp, _, _ in resets])
+        self.stats.log_resets += len(resets)
+
+    async def _update_lag(self, tps: list[TopicPartition]) -> bool:
+        consumer = self._require_consumer()
+        caught_up, total = True, 0
+        for tp in [*self._registry_tps, *self._prediction_tps]:
+            hw = consumer.highwater(tp)
+            if hw is None:
+                caught_up = caught_up and tp not in tps
+                continue
+            lag = max(0, hw - await consumer.position(tp))
+            if tp in self._prediction_tps:
+                self.stats.lag_by_partition[(tp.topic, tp.partition)] = lag
+                total += lag
+            if lag and tp in tps:
+                caught_up = False
+        self.stats.lag = total
+        self.stats.caught_up = caught_up
+        return caught_up
+
+    def _require_store(self) -> MonitorStore:
+        if self._store is None:
+            raise RuntimeError("the monitor is not started")
+        return self._store
+
+    # ------------------------------------------------------------------ processing
+
+    async def _process(self, records: dict[TopicPartition, list[Record]]) -> None:
+        batch = Batch()
+        unreadable: list[tuple[Record, str]] = []
+        # Registry events first: a test or model type in this batch applies to its results.
+        for tp in sorted(records, key=lambda t: t.topic != self._events_topic):
+            recs = records[tp]
+            if tp.topic == self._events_topic:
+                self._fold(recs, batch)
+                continue
+            is_result = tp.topic == self._results_topic
+            for r in recs:
+                try:
+                    if is_result:
+                        batch.results.append(_decode_result(r.value))
+                    else:
+                        batch.outcomes.append(_decode_outcome(r.value))
+                except DecodeError as exc:
+                    unreadable.append((r, exc.reason))
+            batch.positions[(tp.topic, tp.partition)] = recs[-1].offset + 1
+        if unreadable:
+            producer = self._producer
+            assert producer is not None
+            # The DLQ copies are acknowledged before the positions that pass them commit.
+            await asyncio.gather(*(send_to_dlq(producer, r, reason) for r, reason in unreadable))
+            batch.counters["dlq"] += len(unreadable)
+        if not batch:
+            return
+        store = self._require_store()
+        applied = await self._db(store.apply, batch, self.tracker.kinds, time.time())
+        for (topic, partition), offset in batch.positions.items():
+            self._committed[TopicPartition(topic, partition)] = offset
+        self.totals.merge(applied.delta)
+        self._count(applied.counters)
+
+    def _fold(self, recs: list[Record], batch: Batch) -> None:
+        for r in recs:
+            try:
+                event = decode_event(r.value)
+                self.tracker.apply(event, batch)
+                self.stats.registry_events += 1
+            except (DecodeError, RevisionGap) as exc:
+                # The projector owns this log's DLQ; the monitor only skips and counts.
+                self.stats.registry_unreadable += 1
+                log.warning(
+                    "monitor skips registry event at %s[%d]@%d: %s",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    exc,
+                )
+
+    def _count(self, counts: dict[str, int]) -> None:
+        s = self.stats
+        s.results += counts.get("results", 0)
+        s.outcomes += counts.get("outcomes", 0)
+        s.duplicate_results += counts.get("duplicate_results", 0)
+        s.duplicate_outcomes += counts.get("duplicate_outcomes", 0)
+        s.outcomes_joined += counts.get("outcomes_joined", 0)
+        s.dlq += counts.get("dlq", 0)
+        s.outcomes_pending += counts.get("outcomes_parked", 0) - counts.get("outcomes_unparked", 0)
+
+    async def _expire(self) -> None:
+        self._next_expiry = time.monotonic() + self.config.expire_every_s
+        store = self._require_store()
+        expired, _ = await self._db(
+            store.expire, time.time(), self.config.outcome_ttl_s, self.config.join_window_s
+        )
+        self.stats.outcomes_expired += expired
+        self.stats.outcomes_pending = (await self._db(store.counters))["outcomes_pending"]
+
+
+def _decode_result(value: bytes | None) -> ResultRow:
+    if value is None:
+        raise DecodeError("empty message (null value)")
+    try:
+        return ResultRow.of(PredictionResult.model_validate_json(value))
+    except ValidationError as exc:
+        raise DecodeError(
+            f"invalid PredictionResult: {describe_validation_error(exc)[0]}"
+        ) from None
+
+
+def _decode_outcome(value: bytes | None) -> OutcomeRow:
+    if value is None:
+        raise DecodeError("empty message (null value)")
+    try:
+        return OutcomeRow.of(PredictionOutcome.model_validate_json(value))
+    except ValidationError as exc:
+        raise DecodeError(
+            f"invalid PredictionOutcome: {describe_validation_error(exc)[0]}"
+        ) from None

@@ -1,0 +1,444 @@
+"""The monitor's SQLite store: one transaction per batch, positions included.
+
+Every batch of records is written with the consumer positions that follow it in one
+transaction, so a crash at any point neither loses nor repeats a count: on restart the
+monitor seeks to the stored positions (Kafka's group offsets are not the truth).
+
+The connection is plain ``sqlite3``, used from one worker thread at a time: a batch costs one
+hop to that thread, not one per statement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consumers.monitor.aggregate import Delta, OutcomeRow, ResultRow, VariantKey
+from consumers.monitor.errors import SchemaMismatch
+from consumers.monitor.schema import SCHEMA_VERSION, TABLES, VIEWS, bucket_rows
+from consumers.monitor.scoring import Scalar, kind_of, score
+
+__all__ = ["Applied", "Batch", "ModelRow", "MonitorStore", "SplitRow", "ABTestRow"]
+
+TopicPartition = tuple[str, int]
+_CHUNK = 900  # bound on SQL variables per IN (...) query
+
+
+@dataclass(frozen=True, slots=True)
+class ABTestRow:
+    """An A/B test as configured now (one row per test, upserted)."""
+
+    test_id: str
+    champion_model_id: str
+    challenger_model_id: str
+    traffic_percentage: float
+    split_version: int
+    routing: str
+    started_at: str
+    stopped_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitRow:
+    """One version of a test's split: from ``since`` on, ``traffic_percentage`` to the challenger."""
+
+    test_id: str
+    split_version: int
+    traffic_percentage: float
+    since: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    """A registered model's type (decides how outcomes are scored), version and status."""
+
+    model_id: str
+    type: str
+    version: str
+    status: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one transaction writes."""
+
+    results: list[ResultRow] = field(default_factory=list)
+    outcomes: list[OutcomeRow] = field(default_factory=list)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    tests: dict[str, ABTestRow] = field(default_factory=dict)
+    splits: dict[tuple[str, int], SplitRow] = field(default_factory=dict)
+    models: dict[str, ModelRow] = field(default_factory=dict)
+    counters: Counter[str] = field(default_factory=Counter)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.results
+            or self.outcomes
+            or self.positions
+            or self.tests
+            or self.models
+            or self.counters
+        )
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a batch changed: the sums added and the counts of what happened to each record."""
+
+    delta: Delta
+    counters: Counter[str]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class MonitorStore:
+    """The monitor database. Not thread-safe: use it from one thread at a time."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # WAL + NORMAL: a commit survives a process kill
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        self._db.executescript(TABLES)  # idempotent (IF NOT EXISTS); executescript commits itself
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT value FROM monitor_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO monitor_meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO latency_buckets VALUES (?, ?, ?)", bucket_rows()
+                )
+            elif row[0] != SCHEMA_VERSION:
+                raise SchemaMismatch(
+                    f"{self.path} has monitor schema {row[0]}, this version writes {SCHEMA_VERSION}; "
+                    "move the file aside to start a new one (metrics are rebuilt from what the "
+                    "prediction topics still hold)."
+                )
+        self._db.executescript(VIEWS)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    # ------------------------------------------------------------------ reads
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """The stored next offset of every partition the monitor has read."""
+        rows = self._db.execute("SELECT topic, partition, next_offset FROM checkpoints")
+        return {(t, p): o for t, p, o in rows}
+
+    def counters(self) -> dict[str, int]:
+        """The totals in ``monitor_counters`` plus the live size of the join window."""
+        out = dict(self._db.execute("SELECT name, value FROM monitor_counters").fetchall())
+        out["outcomes_pending"] = self._db.execute(
+            "SELECT COUNT(*) FROM pending_outcomes"
+        ).fetchone()[0]
+        return out
+
+    def load_totals(self) -> Delta:
+        """Everything counted so far as one delta per (test, variant, model) with minute 0."""
+        d = Delta()
+        sql = (
+            "SELECT test_id, variant, model_id, SUM(requests), SUM(errors), SUM(fallbacks), "
+            "SUM(cache_hits), SUM(latency_sum_ms) FROM variant_minute GROUP BY 1, 2, 3"
+        )
+        for t, v, m, *sums in self._db.execute(sql):
+            d.minute[(t, v, 0, m, 0)] = list(sums)
+        sql = "SELECT test_id, variant, model_id, bucket, SUM(count) FROM variant_latency GROUP BY 1, 2, 3, 4"
+        for t, v, m, b, c in self._db.execute(sql):
+            d.latency[((t, v, m, 0), b)] = c
+        sql = "SELECT test_id, variant, model_id, code, SUM(count) FROM variant_errors GROUP BY 1, 2, 3, 4"
+        for t, v, m, code, c in self._db.execute(sql):
+            d.errors[((t, v, m, 0), code)] = c
+        return d
+
+    def _select_in(self, sql: str, ids: list[str]) -> Iterator[tuple[Any, ...]]:
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            yield from self._db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+    # ------------------------------------------------------------------ writes
+
+    def apply(self, batch: Batch, kinds: Mapping[str, str], now: float) -> Applied:
+        """Write one batch and its positions atomically; returns what it added.
+
+        ``kinds`` maps a model id to its registered type (how its outcomes are scored);
+        ``now`` (epoch seconds) stamps the join window's rows for expiry.
+        """
+        delta, counts = Delta(), Counter[str]()
+        with self._tx() as db:
+            new = self._insert_results(batch.results, now, counts)
+            for row in new:
+                delta.add_result(row)
+            self._join_pending(new, kinds, delta, counts)
+            self._apply_outcomes(batch.outcomes, kinds, delta, now, counts)
+            self._write_delta(delta)
+            self._write_registry(batch)
+            counts.update(batch.counters)
+            db.executemany(
+                "INSERT INTO monitor_counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                [(k, v) for k, v in counts.items() if v],
+            )
+            db.executemany(
+                "INSERT INTO checkpoints VALUES (?, ?, ?) ON CONFLICT(topic, partition) "
+                "DO UPDATE SET next_offset = excluded.next_offset",
+                [(t, p, o) for (t, p), o in batch.positions.items()],
+            )
+        return Applied(delta, counts)
+
+    def _insert_results(
+        self, results: list[ResultRow], now: float, counts: Counter[str]
+    ) -> list[ResultRow]:
+        if not results:
+            return []
+        ids = list({r.request_id for r in results})
+        seen = {
+            row[0]
+            for row in self._select_in(
+                "SELECT request_id FROM predictions WHERE request_id IN ({marks})", ids
+            )
+        }
+        new: list[ResultRow] = []
+        for r in results:
+            if r.request_id in seen:
+                counts["duplicate_results"] += 1  # a redelivered result: counted once
+                continue
+            seen.add(r.request_id)
+            new.append(r)
+        self._db.executemany(
+            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            [
+                (
+                    r.request_id,
+                    r.test_id,
+                    r.variant,
+                    r.model_id,
+                    r.minute,
+                    None if r.predicted is None else orjson.dumps(r.predicted).decode(),
+                    r.error_code is not None,
+                    now,
+                )
+                for r in new
+            ],
+        )
+        counts["results"] += len(new)
+        return new
+
+    def _join_pending(
+        self, new: list[ResultRow], kinds: Mapping[str, str], delta: Delta, counts: Counter[str]
+    ) -> None:
+        if not new:
+            return
+        by_id = {r.request_id: r for r in new}
+        sql = "SELECT request_id, actual FROM pending_outcomes WHERE request_id IN ({marks})"
+        found = list(self._select_in(sql, list(by_id)))
+        for request_id, actual_json in found:
+            r = by_id[request_id]
+            _score_into(
+                delta,
+                r.key,
+                r.model_id,
+                None if r.error_code else r.predicted,
+                orjson.loads(actual_json),
+                kinds,
+            )
+        self._db.executemany(
+            "UPDATE predictions SET joined = 1 WHERE request_id = ?", [(i,) for i, _ in found]
+        )
+        self._db.executemany(
+            "DELETE FROM pending_outcomes WHERE request_id = ?", [(i,) for i, _ in found]
+        )
+        counts["outcomes_joined"] += len(found)
+        counts["outcomes_unparked"] += len(found)
+
+    def _apply_outcomes(
+        self,
+        outcomes: list[OutcomeRow],
+        kinds: Mapping[str, str],
+        delta: Delta,
+        now: float,
+        counts: Counter[str],
+    ) -> None:
+        if not outcomes:
+            return
+        counts["outcomes"] += len(outcomes)
+        ids = list({o.request_id for o in outcomes})
+        sql = "SELECT request_id, test_id, variant, model_id, minute, predicted, errored, joined FROM predictions WHERE request_id IN ({marks})"
+        preds = {row[0]: row for row in self._select_in(sql, ids)}
+        sql = "SELECT request_id FROM pending_outcomes WHERE request_id IN ({marks})"
+        handled = {row[0] for row in self._select_in(sql, ids)} | {
+            i for i, p in preds.items() if p[7]
+        }
+        joined: list[tuple[str]] = []
+        pending: list[tuple[str, str, str, float]] = []
+        for o in outcomes:
+            if o.request_id in handled:
+                counts["duplicate_outcomes"] += 1  # the first outcome of a request wins
+                continue
+            handled.add(o.request_id)
+            p = preds.get(o.request_id)
+            if p is None:
+                pending.append((o.request_id, o.outcome_id, orjson.dumps(o.actual).decode(), now))
+                continue
+            _, test_id, variant, model_id, minute, predicted, errored, _ = p
+            predicted_value = None if errored or predicted is None else orjson.loads(predicted)
+            _score_into(
+                delta,
+                (test_id, variant, model_id, minute),
+                model_id,
+                predicted_value,
+                o.actual,
+                kinds,
+            )
+            joined.append((o.request_id,))
+        self._db.executemany("UPDATE predictions SET joined = 1 WHERE request_id = ?", joined)
+        self._db.executemany("INSERT INTO pending_outcomes VALUES (?, ?, ?, ?)", pending)
+        counts["outcomes_joined"] += len(joined)
+        counts["outcomes_parked"] += len(pending)
+
+    def _write_delta(self, d: Delta) -> None:
+        db = self._db
+        db.executemany(
+            "INSERT INTO variant_minute VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(test_id, variant, split_version, model_id, minute) DO UPDATE SET "
+            "requests = requests + excluded.requests, errors = errors + excluded.errors, "
+            "fallbacks = fallbacks + excluded.fallbacks, cache_hits = cache_hits + excluded.cache_hits, "
+            "latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms",
+            [(*k, *v) for k, v in d.minute.items()],
+        )
+        pk = "test_id, variant, model_id, minute"
+        db.executemany(
+            f"INSERT INTO variant_latency VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT({pk}, bucket) "
+            "DO UPDATE SET count = count + excluded.count",
+            [(*k, b, c) for (k, b), c in d.latency.items()],
+        )
+        db.executemany(
+            f"INSERT INTO variant_errors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT({pk}, code) "
+            "DO UPDATE SET count = count + excluded.count",
+            [(*k, code, c) for (k, code), c in d.errors.items()],
+        )
+        db.executemany(
+            f"INSERT INTO variant_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT({pk}) DO UPDATE SET "
+            "scored = scored + excluded.scored, correct = correct + excluded.correct, "
+            "numeric_n = numeric_n + excluded.numeric_n, abs_err_sum = abs_err_sum + excluded.abs_err_sum, "
+            "sq_err_sum = sq_err_sum + excluded.sq_err_sum, unscorable = unscorable + excluded.unscorable",
+            [(*k, *v) for k, v in d.quality.items()],
+        )
+        db.executemany(
+            f"INSERT INTO variant_labels VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT({pk}, label) DO UPDATE SET "
+            "tp = tp + excluded.tp, fp = fp + excluded.fp, fn = fn + excluded.fn",
+            [(*k, label, *v) for (k, label), v in d.labels.items()],
+        )
+
+    def _write_registry(self, batch: Batch) -> None:
+        db = self._db
+        db.executemany(
+            "INSERT INTO models VALUES (?, ?, ?, ?) ON CONFLICT(model_id) DO UPDATE SET "
+            "type = excluded.type, version = excluded.version, status = excluded.status",
+            [(m.model_id, m.type, m.version, m.status) for m in batch.models.values()],
+        )
+        db.executemany(
+            "INSERT INTO ab_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(test_id) DO UPDATE SET "
+            "traffic_percentage = excluded.traffic_percentage, split_version = excluded.split_version, "
+            "routing = excluded.routing, stopped_at = excluded.stopped_at",
+            [
+                (
+                    t.test_id,
+                    t.champion_model_id,
+                    t.challenger_model_id,
+                    t.traffic_percentage,
+                    t.split_version,
+                    t.routing,
+                    t.started_at,
+                    t.stopped_at,
+                )
+                for t in batch.tests.values()
+            ],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO ab_splits VALUES (?, ?, ?, ?)",
+            [
+                (s.test_id, s.split_version, s.traffic_percentage, s.since)
+                for s in batch.splits.values()
+            ],
+        )
+
+    def reset_positions(self, resets: Iterable[tuple[str, int, int, int | None]]) -> None:
+        """Forget the positions of partitions whose log came back shorter (metrics are kept).
+
+        Each item is (topic, partition, stored offset, high watermark seen).
+        """
+        resets = list(resets)
+        with self._tx() as db:
+            db.executemany(
+                "DELETE FROM checkpoints WHERE topic = ? AND partition = ?",
+                [(t, p) for t, p, _, _ in resets],
+            )
+            at = _now_iso()
+            db.executemany(
+                "INSERT INTO log_resets(topic, partition, stored_offset, high_watermark, reset_at) VALUES (?, ?, ?, ?, ?)",
+                [(t, p, o, hw, at) for t, p, o, hw in resets],
+            )
+            db.execute(
+                "INSERT INTO monitor_counters VALUES ('log_resets', ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (len(resets),),
+            )
+
+    def expire(self, now: float, outcome_ttl_s: float, prediction_ttl_s: float) -> tuple[int, int]:
+        """Drop outcomes that waited longer than their TTL for a result (counted as expired) and
+        results older than the join window; returns (expired outcomes, dropped results)."""
+        with self._tx() as db:
+            expired = db.execute(
+                "DELETE FROM pending_outcomes WHERE received_at < ?", (now - outcome_ttl_s,)
+            ).rowcount
+            dropped = db.execute(
+                "DELETE FROM predictions WHERE received_at < ?", (now - prediction_ttl_s,)
+            ).rowcount
+            if expired:
+                db.execute(
+                    "INSERT INTO monitor_counters VALUES ('outcomes_expired', ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    (expired,),
+                )
+        return expired, dropped
+
+
+def _score_into(
+    delta: Delta,
+    key: VariantKey,
+    model_id: str,
+    predicted: Scalar | None,
+    actual: Scalar,
+    kinds: Mapping[str, str],
+) -> None:
+    kind = kind_of(kinds.get(model_id), actual)
+    delta.add_score(key, score(kind, predicted, actual))
