@@ -10,7 +10,9 @@ from pathlib import Path
 
 import click
 
-__all__ = ["register"]
+from registry.settings import Settings
+
+__all__ = ["register", "run_monitor"]
 
 DEFAULT_METRICS_PORT = 9466
 
@@ -40,10 +42,11 @@ def monitor_cmd(db: Path | None, metrics_port: int, metrics_host: str, no_metric
     from registry.cli import cli_settings, run
 
     settings = cli_settings()
-    run(_run_monitor(settings, db, None if no_metrics else (metrics_host, metrics_port)))
+    run(run_monitor(settings, db, None if no_metrics else (metrics_host, metrics_port)))
 
 
-async def _run_monitor(settings: object, db: Path | None, metrics: tuple[str, int] | None) -> None:
+async def run_monitor(settings: Settings, db: Path | None, metrics: tuple[str, int] | None) -> None:
+    """Run a monitor (and its metrics endpoint when ``metrics`` is (host, port)) until a signal."""
     from consumers.monitor.metrics import MetricsServer
     from consumers.monitor.service import Monitor
 
@@ -52,7 +55,7 @@ async def _run_monitor(settings: object, db: Path | None, metrics: tuple[str, in
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    monitor = Monitor(settings, db)  # type: ignore[arg-type]
+    monitor = Monitor(settings, db)
     server = None
     if metrics is not None:
         server = MetricsServer(monitor, *metrics)
@@ -104,8 +107,6 @@ def report_cmd(
     from consumers.monitor.errors import TestNotFound
     from consumers.monitor.report import build_report
     from consumers.monitor.service import monitor_path
-    from registry.settings import Settings
-
     # The report reads only the database: no broker needed, so no cli_settings() here.
     path = db or monitor_path(Settings.from_env())
     try:

@@ -137,6 +137,8 @@ class Monitor:
         self._prediction_tps: list[TopicPartition] = []
         self._committed: dict[TopicPartition, int] = {}
         self._next_expiry = 0.0
+        self.ready = asyncio.Event()
+        """Set once the first catch-up has read every partition to its end."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,6 +204,7 @@ class Monitor:
         finally:
             consumer.resume(*self._prediction_tps)
         await self._until_caught_up([*self._registry_tps, *self._prediction_tps])
+        self.ready.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Catch up, then follow the logs until ``stop`` is set; closes on the way out."""
