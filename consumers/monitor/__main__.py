@@ -19,7 +19,11 @@ from registry.settings import Settings
 
 @click.command()
 @click.option("--db", type=click.Path(path_type=Path), default=None)
-@click.option("--metrics-port", type=int, default=lambda: int(os.environ.get("REGISTRY_MONITOR_METRICS_PORT", DEFAULT_METRICS_PORT)))
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=lambda: int(os.environ.get("REGISTRY_MONITOR_METRICS_PORT", DEFAULT_METRICS_PORT)),
+)
 @click.option("--metrics-host", default="127.0.0.1")
 @click.option("--no-metrics", is_flag=True)
 def main(db: Path | None, metrics_port: int, metrics_host: str, no_metrics: bool) -> None:

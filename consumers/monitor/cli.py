@@ -107,6 +107,7 @@ def report_cmd(
     from consumers.monitor.errors import TestNotFound
     from consumers.monitor.report import build_report
     from consumers.monitor.service import monitor_path
+
     # The report reads only the database: no broker needed, so no cli_settings() here.
     path = db or monitor_path(Settings.from_env())
     try:

@@ -220,7 +220,8 @@ class MetricsServer:
                 status, ctype, body = route()
             reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}[status]
             writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: "
+                f"{len(body)}\r\n"
                 "Connection: close\r\n\r\n".encode()
                 + body
             )

@@ -56,7 +56,8 @@ def _series(db: sqlite3.Connection, report: ComparisonReport) -> tuple[Series, S
     quality: Series = {}
     for variant in ("champion", "challenger"):
         qrows = db.execute(
-            f"SELECT (minute - ?) / ? AS slot, {expr} FROM variant_quality WHERE test_id = ? AND variant = ? "
+            f"SELECT (minute - ?) / ? AS slot, {expr} FROM variant_quality WHERE test_id = ? AND "
+            "variant = ? "
             "GROUP BY slot HAVING SUM(scored) > 0 ORDER BY slot",
             (start, step, test_id, variant),
         ).fetchall()
@@ -101,7 +102,8 @@ def plot_report(db_path: Path | str, report: ComparisonReport, out: Path | str) 
             ax.legend(loc="best")
             ax.grid(True, alpha=0.3)
         fig.suptitle(
-            f"{report.test_id}: {report.champion_model_id} (champion) vs {report.challenger_model_id} (challenger)"
+            f"{report.test_id}: {report.champion_model_id} (champion) vs "
+            f"{report.challenger_model_id} (challenger)"
         )
         fig.autofmt_xdate()
         # What was really drawn, read back from the axes (not from the inputs).

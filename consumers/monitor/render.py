@@ -42,7 +42,8 @@ def report_renderable(r: ComparisonReport) -> Group:
     state = "running" if r.running else f"stopped {r.stopped_at}"
     head = Text.assemble(
         (f"A/B test {r.test_id}", "bold"),
-        f"  champion {r.champion_model_id} vs challenger {r.challenger_model_id}  ({r.model_type or 'type unknown'}, "
+        f"  champion {r.champion_model_id} vs challenger {r.challenger_model_id}  "
+        f"({r.model_type or 'type unknown'}, "
         f"{state}, split v{r.split_version}: {r.configured_challenger_pct:g}% to the challenger)",
     )
     table = Table(show_header=True, header_style="bold")
@@ -86,7 +87,8 @@ def report_renderable(r: ComparisonReport) -> Group:
         style = "bold red" if r.srm.alert else "green"
         flag = "ALERT (p < 0.001)" if r.srm.alert else "ok"
         srm = Text(
-            f"SRM check: chi-square {r.srm.chi2:.2f}, {r.srm.dof} dof, p = {r.srm.p_value:.3g}: {flag}",
+            f"SRM check: chi-square {r.srm.chi2:.2f}, {r.srm.dof} dof, p = {r.srm.p_value:.3g}: "
+            f"{flag}",
             style=style,
         )
     colour = {VERDICT_BETTER: "bold green", VERDICT_WORSE: "bold red"}.get(r.verdict, "bold yellow")

@@ -92,8 +92,10 @@ class Comparison:
             return f"{self.metric}: not enough data"
         d, scale, unit = self.difference, (100 if pct else 1), (" pp" if pct else "")
         return (
-            f"{self.metric} {fmt(self.challenger)} (challenger) vs {fmt(self.champion)} (champion): "
-            f"{d.estimate * scale:+.2f}{unit} (95% CI {d.low * scale:+.2f} to {d.high * scale:+.2f})"
+            f"{self.metric} {fmt(self.challenger)} (challenger) vs {fmt(self.champion)} "
+            "(champion): "
+            f"{d.estimate * scale:+.2f}{unit} (95% CI {d.low * scale:+.2f} to "
+            f"{d.high * scale:+.2f})"
         )
 
 
@@ -205,8 +207,10 @@ def _variant_stats(
     args = (test_id, variant)
     where = "WHERE test_id = ? AND variant = ?"
     req, err, fb, ch, lat = db.execute(
-        f"SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(fallbacks), 0), "
-        f"COALESCE(SUM(cache_hits), 0), COALESCE(SUM(latency_sum_ms), 0) FROM variant_minute {where}",
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(fallbacks), "
+        "0), "
+        "COALESCE(SUM(cache_hits), 0), COALESCE(SUM(latency_sum_ms), 0) FROM variant_minute "
+        f"{where}",
         args,
     ).fetchone()
     buckets = dict(
@@ -221,7 +225,8 @@ def _variant_stats(
     )
     n, correct, num_n, abs_sum, sq_sum, unscorable = db.execute(
         f"SELECT COALESCE(SUM(scored), 0), COALESCE(SUM(correct), 0), COALESCE(SUM(numeric_n), 0), "
-        f"COALESCE(SUM(abs_err_sum), 0), COALESCE(SUM(sq_err_sum), 0), COALESCE(SUM(unscorable), 0) "
+        "COALESCE(SUM(abs_err_sum), 0), COALESCE(SUM(sq_err_sum), 0), COALESCE(SUM(unscorable), "
+        "0) "
         f"FROM variant_quality {where}",
         args,
     ).fetchone()
@@ -306,7 +311,8 @@ def build_report(
         test = resolve_test(db, ref)
         test_id = test["test_id"]
         total = db.execute(
-            "SELECT COALESCE(SUM(requests), 0) FROM variant_minute WHERE test_id = ? AND variant IN ('champion', 'challenger')",
+            "SELECT COALESCE(SUM(requests), 0) FROM variant_minute WHERE test_id = ? AND variant "
+            "IN ('champion', 'challenger')",
             (test_id,),
         ).fetchone()[0]
         champion = _variant_stats(db, test_id, "champion", test["champion_model_id"], total)
@@ -386,7 +392,8 @@ def _verdict(
 ) -> tuple[str, list[str]]:
     if srm is not None and srm.alert:
         return VERDICT_SRM, [
-            f"sample ratio mismatch: chi-square {srm.chi2:.1f} on {srm.dof} dof, p = {srm.p_value:.2g} < 0.001; "
+            f"sample ratio mismatch: chi-square {srm.chi2:.1f} on {srm.dof} dof, p = "
+            f"{srm.p_value:.2g} < 0.001; "
             "the split is not what was configured, so the comparison is not trustworthy"
         ]
     comparisons = [c for c in (error_rate, quality) if c is not None]
@@ -399,7 +406,8 @@ def _verdict(
     reasons = []
     if min(a.requests, b.requests) < min_requests:
         reasons.append(
-            f"requests {a.requests} (champion) / {b.requests} (challenger); need {min_requests} each"
+            f"requests {a.requests} (champion) / {b.requests} (challenger); need {min_requests} "
+            "each"
         )
     if quality is None:
         reasons.append("no outcomes joined yet")

@@ -137,7 +137,8 @@ v AS (
            c.lower_ms + (c.upper_ms - c.lower_ms) * MAX(0.0, p.q * c.n - (c.cum - c.c)) / c.c AS ms
     FROM pick p JOIN c USING (test_id, variant, bucket))
 SELECT test_id, variant, MAX(CASE name WHEN 'p50' THEN ms END) AS p50_ms,
-       MAX(CASE name WHEN 'p95' THEN ms END) AS p95_ms, MAX(CASE name WHEN 'p99' THEN ms END) AS p99_ms
+       MAX(CASE name WHEN 'p95' THEN ms END) AS p95_ms,
+       MAX(CASE name WHEN 'p99' THEN ms END) AS p99_ms
 FROM v GROUP BY test_id, variant;
 
 CREATE VIEW IF NOT EXISTS ab_srm AS
@@ -151,7 +152,8 @@ e AS (
            (o.a + o.b) * s.traffic_percentage / 100.0 AS eb
     FROM o JOIN ab_splits s USING (test_id, split_version)),
 x AS (
-    SELECT test_id, SUM((a - ea) * (a - ea) / ea + (b - eb) * (b - eb) / eb) AS chi2, COUNT(*) AS dof
+    SELECT test_id, SUM((a - ea) * (a - ea) / ea + (b - eb) * (b - eb) / eb) AS chi2,
+           COUNT(*) AS dof
     FROM e WHERE ea >= 5 AND eb >= 5 GROUP BY test_id)
 SELECT test_id, chi2, dof,
        chi2 > CASE dof WHEN 1 THEN 10.828 WHEN 2 THEN 13.816 WHEN 3 THEN 16.266
@@ -169,14 +171,16 @@ SELECT t.test_id, t.champion_model_id, t.challenger_model_id,
        ch.error_rate AS champion_error_rate, cl.error_rate AS challenger_error_rate,
        cl.error_rate - ch.error_rate AS error_rate_diff,
        1.959964 * sqrt(ch.error_rate * (1 - ch.error_rate) / ch.requests
-                       + cl.error_rate * (1 - cl.error_rate) / cl.requests) AS error_rate_diff_wald_half,
+                       + cl.error_rate * (1 - cl.error_rate) / cl.requests)
+           AS error_rate_diff_wald_half,
        ch.accuracy AS champion_accuracy, cl.accuracy AS challenger_accuracy,
        cl.accuracy - ch.accuracy AS accuracy_diff,
        1.959964 * sqrt(ch.accuracy * (1 - ch.accuracy) / ch.scored
                        + cl.accuracy * (1 - cl.accuracy) / cl.scored) AS accuracy_diff_wald_half,
        ch.mae AS champion_mae, cl.mae AS challenger_mae, cl.mae - ch.mae AS mae_diff,
        lch.p50_ms AS champion_p50_ms, lch.p95_ms AS champion_p95_ms, lch.p99_ms AS champion_p99_ms,
-       lcl.p50_ms AS challenger_p50_ms, lcl.p95_ms AS challenger_p95_ms, lcl.p99_ms AS challenger_p99_ms
+       lcl.p50_ms AS challenger_p50_ms, lcl.p95_ms AS challenger_p95_ms,
+       lcl.p99_ms AS challenger_p99_ms
 FROM ab_tests t
 LEFT JOIN ab_variant_summary ch ON ch.test_id = t.test_id AND ch.variant = 'champion'
 LEFT JOIN ab_variant_summary cl ON cl.test_id = t.test_id AND cl.variant = 'challenger'

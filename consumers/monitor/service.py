@@ -278,7 +278,8 @@ class Monitor:
         for tp, stored, hw in resets:
             log.warning(
                 "%s[%d] is shorter than the monitor's position %d (high watermark %s): the log was "
-                "restarted or truncated; keeping the metrics counted so far and reading it from its start",
+                "restarted or truncated; keeping the metrics counted so far and reading it from "
+                "its start",
                 tp.topic,
                 tp.partition,
                 stored,

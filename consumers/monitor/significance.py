@@ -20,6 +20,7 @@ __all__ = [
     "chi2_sf",
     "newcombe_diff",
     "srm_test",
+    "t_cdf",
     "t_quantile",
     "welch_diff",
     "wilson",
@@ -66,7 +67,8 @@ def chi2_sf(x: float, dof: int) -> float:
             total += term
         return min(1.0, math.exp(-half) * total)
     total = math.erfc(math.sqrt(half))
-    # Q(k/2, x/2) for odd k: erfc(sqrt(x/2)) + e^{-x/2} * sum_{i=1}^{(k-1)/2} (x/2)^{i-1/2} / Gamma(i+1/2)
+    # Q(k/2, x/2) for odd k:
+    #   erfc(sqrt(x/2)) + e^{-x/2} * sum_{i=1}^{(k-1)/2} (x/2)^{i-1/2} / Gamma(i+1/2)
     term = math.sqrt(half) / math.gamma(1.5)
     acc = 0.0
     for i in range(1, (dof - 1) // 2 + 1):
@@ -132,17 +134,69 @@ def newcombe_diff(x1: float, n1: float, x2: float, n2: float, z: float = Z95) ->
     return Interval(d, low, high)
 
 
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for aa in (
+            m * (b - m) * x / ((qam + m2) * (a + m2)),
+            -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)),
+        ):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(ln) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(ln) * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    y = t * t / (df + t * t)
+    # Two forms of the same tail: each is accurate where its argument is not close to 1.
+    tail = (
+        0.5 * (1.0 - _betainc(0.5, df / 2.0, y))
+        if y < 0.5
+        else 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    )
+    return 1.0 - tail if t > 0 else tail
+
+
 def t_quantile(p: float, df: float) -> float:
-    """Student t quantile by the Cornish-Fisher expansion (A&S 26.7.5); good for df >= 3."""
+    """Student t quantile (0.5 <= p < 1), by bisection on ``t_cdf``; normal for infinite df."""
     z = NormalDist().inv_cdf(p)
-    if math.isinf(df):
+    if math.isinf(df) or df > 1e7:
         return z
-    z2 = z * z
-    g1 = (z2 + 1) * z / 4
-    g2 = ((5 * z2 + 16) * z2 + 3) * z / 96
-    g3 = (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384
-    g4 = ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) * z / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+    lo, hi = 0.0, max(1.0, z)
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return (lo + hi) / 2.0
 
 
 def welch_diff(

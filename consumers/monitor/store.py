@@ -30,6 +30,34 @@ __all__ = ["Applied", "Batch", "ModelRow", "MonitorStore", "SplitRow", "ABTestRo
 
 TopicPartition = tuple[str, int]
 _CHUNK = 900  # bound on SQL variables per IN (...) query
+_VKEY = ("test_id", "variant", "model_id", "minute")
+
+
+def _sum_upsert(table: str, keys: tuple[str, ...], sums: tuple[str, ...]) -> str:
+    """INSERT of a row of sums that adds to the existing row with the same key."""
+    cols = (*keys, *sums)
+    adds = ", ".join(f"{c} = {c} + excluded.{c}" for c in sums)
+    marks = ", ".join("?" * len(cols))
+    return (
+        f"INSERT INTO {table}({', '.join(cols)}) VALUES ({marks}) "
+        f"ON CONFLICT({', '.join(keys)}) DO UPDATE SET {adds}"
+    )
+
+
+_ADD_COUNTER = _sum_upsert("monitor_counters", ("name",), ("value",))
+_ADD_MINUTE = _sum_upsert(
+    "variant_minute",
+    ("test_id", "variant", "split_version", "model_id", "minute"),
+    ("requests", "errors", "fallbacks", "cache_hits", "latency_sum_ms"),
+)
+_ADD_LATENCY = _sum_upsert("variant_latency", (*_VKEY, "bucket"), ("count",))
+_ADD_ERRORS = _sum_upsert("variant_errors", (*_VKEY, "code"), ("count",))
+_ADD_QUALITY = _sum_upsert(
+    "variant_quality",
+    _VKEY,
+    ("scored", "correct", "numeric_n", "abs_err_sum", "sq_err_sum", "unscorable"),
+)
+_ADD_LABELS = _sum_upsert("variant_labels", (*_VKEY, "label"), ("tp", "fp", "fn"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +76,7 @@ class ABTestRow:
 
 @dataclass(frozen=True, slots=True)
 class SplitRow:
-    """One version of a test's split: from ``since`` on, ``traffic_percentage`` to the challenger."""
+    """A version of a test's split: from ``since`` on, ``traffic_percentage`` to the challenger."""
 
     test_id: str
     split_version: int
@@ -130,7 +158,8 @@ class MonitorStore:
                 )
             elif row[0] != SCHEMA_VERSION:
                 raise SchemaMismatch(
-                    f"{self.path} has monitor schema {row[0]}, this version writes {SCHEMA_VERSION}; "
+                    f"{self.path} has monitor schema {row[0]}, this version writes "
+                    f"{SCHEMA_VERSION}; "
                     "move the file aside to start a new one (metrics are rebuilt from what the "
                     "prediction topics still hold)."
                 )
@@ -174,10 +203,10 @@ class MonitorStore:
         )
         for t, v, m, *sums in self._db.execute(sql):
             d.minute[(t, v, 0, m, 0)] = list(sums)
-        sql = "SELECT test_id, variant, model_id, bucket, SUM(count) FROM variant_latency GROUP BY 1, 2, 3, 4"
+        sql = "SELECT test_id, variant, model_id, bucket, SUM(count) FROM variant_latency GROUP BY 1, 2, 3, 4"  # noqa: E501
         for t, v, m, b, c in self._db.execute(sql):
             d.latency[((t, v, m, 0), b)] = c
-        sql = "SELECT test_id, variant, model_id, code, SUM(count) FROM variant_errors GROUP BY 1, 2, 3, 4"
+        sql = "SELECT test_id, variant, model_id, code, SUM(count) FROM variant_errors GROUP BY 1, 2, 3, 4"  # noqa: E501
         for t, v, m, code, c in self._db.execute(sql):
             d.errors[((t, v, m, 0), code)] = c
         return d
@@ -205,10 +234,7 @@ class MonitorStore:
             self._write_delta(delta)
             self._write_registry(batch)
             counts.update(batch.counters)
-            db.executemany(
-                "INSERT INTO monitor_counters VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                [(k, v) for k, v in counts.items() if v],
-            )
+            db.executemany(_ADD_COUNTER, [(k, v) for k, v in counts.items() if v])
             db.executemany(
                 "INSERT INTO checkpoints VALUES (?, ?, ?) ON CONFLICT(topic, partition) "
                 "DO UPDATE SET next_offset = excluded.next_offset",
@@ -293,7 +319,10 @@ class MonitorStore:
             return
         counts["outcomes"] += len(outcomes)
         ids = list({o.request_id for o in outcomes})
-        sql = "SELECT request_id, test_id, variant, model_id, minute, predicted, errored, joined FROM predictions WHERE request_id IN ({marks})"
+        sql = (
+            "SELECT request_id, test_id, variant, model_id, minute, predicted, errored, joined "
+            "FROM predictions WHERE request_id IN ({marks})"
+        )
         preds = {row[0]: row for row in self._select_in(sql, ids)}
         sql = "SELECT request_id FROM pending_outcomes WHERE request_id IN ({marks})"
         handled = {row[0] for row in self._select_in(sql, ids)} | {
@@ -328,37 +357,11 @@ class MonitorStore:
 
     def _write_delta(self, d: Delta) -> None:
         db = self._db
-        db.executemany(
-            "INSERT INTO variant_minute VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(test_id, variant, split_version, model_id, minute) DO UPDATE SET "
-            "requests = requests + excluded.requests, errors = errors + excluded.errors, "
-            "fallbacks = fallbacks + excluded.fallbacks, cache_hits = cache_hits + excluded.cache_hits, "
-            "latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms",
-            [(*k, *v) for k, v in d.minute.items()],
-        )
-        pk = "test_id, variant, model_id, minute"
-        db.executemany(
-            f"INSERT INTO variant_latency VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT({pk}, bucket) "
-            "DO UPDATE SET count = count + excluded.count",
-            [(*k, b, c) for (k, b), c in d.latency.items()],
-        )
-        db.executemany(
-            f"INSERT INTO variant_errors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT({pk}, code) "
-            "DO UPDATE SET count = count + excluded.count",
-            [(*k, code, c) for (k, code), c in d.errors.items()],
-        )
-        db.executemany(
-            f"INSERT INTO variant_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT({pk}) DO UPDATE SET "
-            "scored = scored + excluded.scored, correct = correct + excluded.correct, "
-            "numeric_n = numeric_n + excluded.numeric_n, abs_err_sum = abs_err_sum + excluded.abs_err_sum, "
-            "sq_err_sum = sq_err_sum + excluded.sq_err_sum, unscorable = unscorable + excluded.unscorable",
-            [(*k, *v) for k, v in d.quality.items()],
-        )
-        db.executemany(
-            f"INSERT INTO variant_labels VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT({pk}, label) DO UPDATE SET "
-            "tp = tp + excluded.tp, fp = fp + excluded.fp, fn = fn + excluded.fn",
-            [(*k, label, *v) for (k, label), v in d.labels.items()],
-        )
+        db.executemany(_ADD_MINUTE, [(*k, *v) for k, v in d.minute.items()])
+        db.executemany(_ADD_LATENCY, [(*k, b, c) for (k, b), c in d.latency.items()])
+        db.executemany(_ADD_ERRORS, [(*k, code, c) for (k, code), c in d.errors.items()])
+        db.executemany(_ADD_QUALITY, [(*k, *v) for k, v in d.quality.items()])
+        db.executemany(_ADD_LABELS, [(*k, label, *v) for (k, label), v in d.labels.items()])
 
     def _write_registry(self, batch: Batch) -> None:
         db = self._db
@@ -368,8 +371,10 @@ class MonitorStore:
             [(m.model_id, m.type, m.version, m.status) for m in batch.models.values()],
         )
         db.executemany(
-            "INSERT INTO ab_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(test_id) DO UPDATE SET "
-            "traffic_percentage = excluded.traffic_percentage, split_version = excluded.split_version, "
+            "INSERT INTO ab_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(test_id) DO UPDATE "
+            "SET "
+            "traffic_percentage = excluded.traffic_percentage, split_version = "
+            "excluded.split_version, "
             "routing = excluded.routing, stopped_at = excluded.stopped_at",
             [
                 (
@@ -406,13 +411,11 @@ class MonitorStore:
             )
             at = _now_iso()
             db.executemany(
-                "INSERT INTO log_resets(topic, partition, stored_offset, high_watermark, reset_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO log_resets(topic, partition, stored_offset, high_watermark, reset_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [(t, p, o, hw, at) for t, p, o, hw in resets],
             )
-            db.execute(
-                "INSERT INTO monitor_counters VALUES ('log_resets', ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (len(resets),),
-            )
+            db.execute(_ADD_COUNTER, ("log_resets", len(resets)))
 
     def expire(self, now: float, outcome_ttl_s: float, prediction_ttl_s: float) -> tuple[int, int]:
         """Drop outcomes that waited longer than their TTL for a result (counted as expired) and
@@ -425,10 +428,7 @@ class MonitorStore:
                 "DELETE FROM predictions WHERE received_at < ?", (now - prediction_ttl_s,)
             ).rowcount
             if expired:
-                db.execute(
-                    "INSERT INTO monitor_counters VALUES ('outcomes_expired', ?) ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    (expired,),
-                )
+                db.execute(_ADD_COUNTER, ("outcomes_expired", expired))
         return expired, dropped
 
 

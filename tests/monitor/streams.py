@@ -26,7 +26,10 @@ CHAMPION, CHALLENGER = "lead-scoring-v1", "lead-scoring-v2"
 
 
 def ab_test_events(
-    pct: float = 20.0, model_type: str = "classification", champion: str = CHAMPION, challenger: str = CHALLENGER
+    pct: float = 20.0,
+    model_type: str = "classification",
+    champion: str = CHAMPION,
+    challenger: str = CHALLENGER,
 ) -> tuple[list[EventBase], str]:
     """Register an active champion and challenger and start a test, through the real rules."""
     state = RegistryState()
@@ -40,9 +43,21 @@ def ab_test_events(
             events.append(event)
 
     for model_id in (champion, challenger):
-        cfg = ModelConfig(id=model_id, name=model_id, version="1.0.0", type=model_type, provider="custom", status="active")
+        cfg = ModelConfig(
+            id=model_id,
+            name=model_id,
+            version="1.0.0",
+            type=model_type,
+            provider="custom",
+            status="active",
+        )
         run(RegisterModel(model_id=model_id, payload=cfg))
-    run(StartABTest(model_id=challenger, payload=StartABTestPayload(champion_model_id=champion, traffic_percentage=pct)))
+    run(
+        StartABTest(
+            model_id=challenger,
+            payload=StartABTestPayload(champion_model_id=champion, traffic_percentage=pct),
+        )
+    )
     test = state.models[challenger].ab_test
     assert test is not None and test.test_id == ab_test_id(challenger, 2)
     return events, test.test_id
@@ -89,12 +104,16 @@ def wire(msg: BaseModel) -> bytes:
     return orjson.dumps(msg.model_dump(mode="json"))
 
 
-async def produce(settings: Settings, name: str, values: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+async def produce(
+    settings: Settings, name: str, values: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
     """Send (key, value) pairs to the topic ``name`` and wait until all are acknowledged."""
     producer = make_producer(settings, linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(settings.topic(name), value, key=key) for key, value in values]
+        futures = [
+            await producer.send(settings.topic(name), value, key=key) for key, value in values
+        ]
         await asyncio.gather(*futures)
         return len(futures)
     finally:
@@ -107,24 +126,39 @@ async def produce_events(settings: Settings, events: list[EventBase]) -> None:
     try:
         for e in events:
             await producer.send_and_wait(
-                settings.topic("registry.events"), codec.encode(e), key=e.model_id.encode(), headers=codec.headers_for(e)
+                settings.topic("registry.events"),
+                codec.encode(e),
+                key=e.model_id.encode(),
+                headers=codec.headers_for(e),
             )
     finally:
         await producer.stop()
 
 
 async def produce_results(settings: Settings, results: Iterable[PredictionResult]) -> int:
-    return await produce(settings, "predictions.results", ((r.request_id.encode(), wire(r)) for r in results))
+    return await produce(
+        settings, "predictions.results", ((r.request_id.encode(), wire(r)) for r in results)
+    )
 
 
 async def produce_outcomes(settings: Settings, outcomes: Iterable[PredictionOutcome]) -> int:
-    return await produce(settings, "predictions.outcomes", ((o.request_id.encode(), wire(o)) for o in outcomes))
+    return await produce(
+        settings, "predictions.outcomes", ((o.request_id.encode(), wire(o)) for o in outcomes)
+    )
 
 
 def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """Read the monitor database as an outside user would (read-only)."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return conn.execute(sql, args).fetchall()
+
+
+def counted(db: Path) -> int:
+    """Results counted so far in the monitor database (0 while it does not exist yet)."""
+    try:
+        return int(query(db, "SELECT COALESCE(SUM(requests), 0) FROM variant_minute")[0][0])
+    except sqlite3.OperationalError:  # no file or no schema yet: the monitor is starting
+        return 0
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.01) -> Any:

@@ -26,7 +26,9 @@ from tests.monitor.streams import (
 )
 
 
-def scenario(test_id: str, n: int = 10_000) -> tuple[list, dict[str, bool], dict[str, dict[str, int]]]:
+def scenario(
+    test_id: str, n: int = 10_000
+) -> tuple[list, dict[str, bool], dict[str, dict[str, int]]]:
     """Challenger on exactly 20% of traffic, 2x the error rate, 80% vs 90% accuracy.
 
     Returns the results, each request's true label, and the expected positive-class counts.
@@ -44,7 +46,9 @@ def scenario(test_id: str, n: int = 10_000) -> tuple[list, dict[str, bool], dict
         at = T0 + timedelta(seconds=i * 0.18)  # 30 minutes of traffic
         latency = (20.0 if variant == "champion" else 35.0) + j % 10
         if j % (20 if variant == "champion" else 10) == 0:  # 5% vs 10% errors
-            results.append(result(rid, variant, test_id, error="ProviderTimeout", latency_ms=latency, at=at))
+            results.append(
+                result(rid, variant, test_id, error="ProviderTimeout", latency_ms=latency, at=at)
+            )
             continue
         k = ok[variant]
         ok[variant] += 1
@@ -54,7 +58,16 @@ def scenario(test_id: str, n: int = 10_000) -> tuple[list, dict[str, bool], dict
         c["tp"] += predicted and truth[rid]
         c["fp"] += predicted and not truth[rid]
         c["fn"] += (not predicted) and truth[rid]
-        results.append(result(rid, variant, test_id, output={"label": predicted, "score": 0.7}, latency_ms=latency, at=at))
+        results.append(
+            result(
+                rid,
+                variant,
+                test_id,
+                output={"label": predicted, "score": 0.7},
+                latency_ms=latency,
+                at=at,
+            )
+        )
     return results, truth, counts
 
 
@@ -88,7 +101,9 @@ async def test_report_calls_a_worse_challenger_worse(
     assert r.champion.errors_by_code == {"ProviderTimeout": 400}
     assert (r.champion.error_rate, r.challenger.error_rate) == (0.05, 0.10)
     d = r.error_rate.difference
-    assert d is not None and d.estimate == pytest.approx(0.05) and 0.03 < d.low < 0.05 < d.high < 0.07
+    assert (
+        d is not None and d.estimate == pytest.approx(0.05) and 0.03 < d.low < 0.05 < d.high < 0.07
+    )
     # Errored requests have an outcome but nothing to score.
     assert (r.champion.scored, r.challenger.scored) == (7600, 1800)
     assert (r.champion.unscorable, r.challenger.unscorable) == (400, 200)
@@ -105,8 +120,14 @@ async def test_report_calls_a_worse_challenger_worse(
     assert 35 <= r.challenger.latency_ms["p50"] <= 44 * 1.19  # type: ignore[operator]
     assert r.champion.latency_ms["p99"] <= r.challenger.latency_ms["p50"]  # type: ignore[operator]
     assert r.verdict == VERDICT_WORSE
-    assert any(reason.startswith("error rate 10.00% (challenger) vs 5.00% (champion): +5.00 pp") for reason in r.reasons)
-    assert any(reason.startswith("accuracy 80.00% (challenger) vs 90.00% (champion): -10.00 pp") for reason in r.reasons)
+    assert any(
+        reason.startswith("error rate 10.00% (challenger) vs 5.00% (champion): +5.00 pp")
+        for reason in r.reasons
+    )
+    assert any(
+        reason.startswith("accuracy 80.00% (challenger) vs 90.00% (champion): -10.00 pp")
+        for reason in r.reasons
+    )
 
     # The same comparison as SQL, for analysts.
     (row,) = query(
@@ -116,7 +137,15 @@ async def test_report_calls_a_worse_challenger_worse(
         "FROM ab_comparison WHERE test_id = ?",
         test_id,
     )
-    assert row[:7] == (20.0, pytest.approx(20.0), 0, 0.05, 0.10, pytest.approx(0.9), pytest.approx(0.8))
+    assert row[:7] == (
+        20.0,
+        pytest.approx(20.0),
+        0,
+        0.05,
+        0.10,
+        pytest.approx(0.9),
+        pytest.approx(0.8),
+    )
     assert row[7] == pytest.approx(r.champion.latency_ms["p50"])
     assert row[8] == pytest.approx(r.challenger.latency_ms["p99"])
 
@@ -137,7 +166,13 @@ async def test_skewed_split_raises_the_srm_alert(
     await produce_events(settings, events)
     # 30% observed for 20% configured over 10,000 results.
     skewed = [
-        result(f"r{i}", "challenger" if i % 10 < 3 else "champion", test_id, output=True, at=T0 + timedelta(seconds=i))
+        result(
+            f"r{i}",
+            "challenger" if i % 10 < 3 else "champion",
+            test_id,
+            output=True,
+            at=T0 + timedelta(seconds=i),
+        )
         for i in range(10_000)
     ]
     await produce_results(settings, skewed)
@@ -156,7 +191,10 @@ async def test_small_sample_is_not_enough_data(
 ) -> None:
     events, test_id = ab_test_events(pct=50)
     await produce_events(settings, events)
-    await produce_results(settings, (result(f"r{i}", ("champion", "challenger")[i % 2], test_id, output=1) for i in range(40)))
+    await produce_results(
+        settings,
+        (result(f"r{i}", ("champion", "challenger")[i % 2], test_id, output=1) for i in range(40)),
+    )
     await make_monitor().catch_up()
     r = build_report(db_path, "lead-scoring-v1")
     assert r.verdict == VERDICT_WAIT
@@ -164,9 +202,13 @@ async def test_small_sample_is_not_enough_data(
     assert r.srm is not None and not r.srm.alert
 
 
-async def test_unknown_test_is_a_clear_error(settings: Settings, db_path: Path, make_monitor: Callable[..., Monitor]) -> None:
+async def test_unknown_test_is_a_clear_error(
+    settings: Settings, db_path: Path, make_monitor: Callable[..., Monitor]
+) -> None:
     await make_monitor().catch_up()
     out = CliRunner().invoke(report_cmd, ["nobody", "--db", str(db_path)])
-    assert out.exit_code != 0 and "no A/B test with id, champion or challenger 'nobody'" in out.output
+    assert (
+        out.exit_code != 0 and "no A/B test with id, champion or challenger 'nobody'" in out.output
+    )
     out = CliRunner().invoke(report_cmd, ["x", "--db", str(db_path.parent / "missing.db")])
     assert out.exit_code != 0 and "no monitor database" in out.output
