@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from consumers.monitor.errors import TestNotFound
 from consumers.monitor.latency import percentiles
+from consumers.monitor.schema import ensure_math
 from consumers.monitor.scoring import kind_of
 from consumers.monitor.significance import Interval, SrmResult, newcombe_diff, srm_test, welch_diff
 
@@ -174,7 +175,9 @@ def open_readonly(db_path: Path | str) -> sqlite3.Connection:
         raise FileNotFoundError(
             f"no monitor database at {path}; run `model-registry monitor` (or `up`) first"
         )
-    return sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    ensure_math(db)
+    return db
 
 
 def resolve_test(db: sqlite3.Connection, ref: str) -> sqlite3.Row:

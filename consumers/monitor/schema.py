@@ -22,9 +22,12 @@ Views: ``variant_minute_stats``, ``variant_quality_stats``, ``ab_variant_summary
 
 from __future__ import annotations
 
+import math
+import sqlite3
+
 from consumers.monitor.latency import N_BUCKETS, bucket_bounds
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "VIEWS", "bucket_rows"]
+__all__ = ["SCHEMA_VERSION", "TABLES", "VIEWS", "bucket_rows", "ensure_math"]
 
 SCHEMA_VERSION = "1"
 
@@ -188,6 +191,17 @@ LEFT JOIN ab_variant_latency lch ON lch.test_id = t.test_id AND lch.variant = 'c
 LEFT JOIN ab_variant_latency lcl ON lcl.test_id = t.test_id AND lcl.variant = 'challenger'
 LEFT JOIN ab_srm s ON s.test_id = t.test_id;
 """
+
+
+def ensure_math(db: sqlite3.Connection) -> None:
+    """Give ``db`` a ``sqrt`` when its SQLite was built without the math functions (the
+    ``ab_comparison`` view uses it)."""
+    try:
+        db.execute("SELECT sqrt(4)")
+    except sqlite3.OperationalError:
+        db.create_function(
+            "sqrt", 1, lambda x: None if x is None or x < 0 else math.sqrt(x), deterministic=True
+        )
 
 
 def bucket_rows() -> list[tuple[int, float, float]]:

@@ -240,9 +240,12 @@ class Monitor:
                 timeout_ms=timeout_ms, max_records=self.config.max_records
             )
         except OffsetOutOfRangeError as exc:
-            await self._reset(
-                [(tp, self._committed.get(tp, offset), None) for tp, offset in exc.args[0].items()]
+            # A real Kafka answers a fetch beyond the log (or below its start, after
+            # retention) with OffsetOutOfRange: the same situation as a shortened log.
+            bad: dict[TopicPartition, int] = (
+                exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
             )
+            await self._reset([(tp, self._committed.get(tp, off), None) for tp, off in bad.items()])
             return False
         except KafkaError as exc:
             log.warning("monitor fetch failed, retrying: %s", exc)

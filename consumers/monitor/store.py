@@ -23,7 +23,7 @@ import orjson
 
 from consumers.monitor.aggregate import Delta, OutcomeRow, ResultRow, VariantKey
 from consumers.monitor.errors import SchemaMismatch
-from consumers.monitor.schema import SCHEMA_VERSION, TABLES, VIEWS, bucket_rows
+from consumers.monitor.schema import SCHEMA_VERSION, TABLES, VIEWS, bucket_rows, ensure_math
 from consumers.monitor.scoring import Scalar, kind_of, score
 
 __all__ = ["Applied", "Batch", "ModelRow", "MonitorStore", "SplitRow", "ABTestRow"]
@@ -141,6 +141,7 @@ class MonitorStore:
             "PRAGMA synchronous=NORMAL"
         )  # WAL + NORMAL: a commit survives a process kill
         self._db.execute("PRAGMA busy_timeout=5000")
+        ensure_math(self._db)
         self._init_schema()
 
     def _init_schema(self) -> None:

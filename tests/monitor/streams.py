@@ -25,42 +25,40 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CHAMPION, CHALLENGER = "lead-scoring-v1", "lead-scoring-v2"
 
 
-def ab_test_events(
-    pct: float = 20.0,
-    model_type: str = "classification",
-    champion: str = CHAMPION,
-    challenger: str = CHALLENGER,
-) -> tuple[list[EventBase], str]:
-    """Register an active champion and challenger and start a test, through the real rules."""
-    state = RegistryState()
+def registry_events(*commands: Any, state: RegistryState | None = None) -> list[EventBase]:
+    """The events ``commands`` cause, decided and applied one after the other by the real rules."""
+    state = state if state is not None else RegistryState()
     events: list[EventBase] = []
-
-    def run(cmd: Any) -> None:
+    for cmd in commands:
         decision = decide(cmd, state, now=T0)
         assert isinstance(decision, tuple), decision
         for event in decision:
             state.apply(event)
             events.append(event)
+    return events
 
-    for model_id in (champion, challenger):
-        cfg = ModelConfig(
-            id=model_id,
-            name=model_id,
-            version="1.0.0",
-            type=model_type,
-            provider="custom",
-            status="active",
+
+def ab_test_events(
+    pct: float = 20.0,
+    model_type: str = "classification",
+    champion: str = CHAMPION,
+    challenger: str = CHALLENGER,
+    state: RegistryState | None = None,
+) -> tuple[list[EventBase], str]:
+    """Register an active champion and challenger and start a test, through the real rules."""
+    cfgs = [
+        ModelConfig(
+            id=m, name=m, version="1.0.0", type=model_type, provider="custom", status="active"
         )
-        run(RegisterModel(model_id=model_id, payload=cfg))
-    run(
-        StartABTest(
-            model_id=challenger,
-            payload=StartABTestPayload(champion_model_id=champion, traffic_percentage=pct),
-        )
+        for m in (champion, challenger)
+    ]
+    start = StartABTestPayload(champion_model_id=champion, traffic_percentage=pct)
+    events = registry_events(
+        *(RegisterModel(model_id=c.id, payload=c) for c in cfgs),
+        StartABTest(model_id=challenger, payload=start),
+        state=state,
     )
-    test = state.models[challenger].ab_test
-    assert test is not None and test.test_id == ab_test_id(challenger, 2)
-    return events, test.test_id
+    return events, ab_test_id(challenger, 2)
 
 
 def result(
