@@ -1,0 +1,78 @@
+"""Settings of the prediction consumer, from ``PREDICTOR_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from consumers.providers.base import CallPolicy
+
+__all__ = ["PredictorConfig"]
+
+_ENV = {
+    "group_id": "PREDICTOR_GROUP_ID",
+    "max_batch": "PREDICTOR_MAX_BATCH",
+    "poll_timeout_ms": "PREDICTOR_POLL_TIMEOUT_MS",
+    "cache_ttl_s": "PREDICTOR_CACHE_TTL_S",
+    "cache_max_entries": "PREDICTOR_CACHE_MAX_ENTRIES",
+    "dedupe_max_ids": "PREDICTOR_DEDUPE_MAX_IDS",
+    "mock_fallback": "PREDICTOR_MOCK_FALLBACK",
+    "provider_timeout_s": "PREDICTOR_PROVIDER_TIMEOUT_S",
+    "provider_retries": "PREDICTOR_PROVIDER_RETRIES",
+    "provider_backoff_s": "PREDICTOR_PROVIDER_BACKOFF_S",
+    "provider_concurrency": "PREDICTOR_PROVIDER_CONCURRENCY",
+    "unknown_model_wait_s": "PREDICTOR_UNKNOWN_MODEL_WAIT_S",
+    "session_timeout_ms": "PREDICTOR_SESSION_TIMEOUT_MS",
+}
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """How the prediction consumer batches, caches, dedupes, calls providers and falls back.
+
+    ``max_batch`` bounds the work in flight (one batch is handled, produced and committed
+    before the next is fetched): that is the backpressure.
+    """
+
+    group_id: str = "predictor"  # the topic prefix is put in front of it
+    max_batch: int = 2000
+    poll_timeout_ms: int = 100
+    cache_ttl_s: float = 300.0
+    cache_max_entries: int = 100_000
+    dedupe_max_ids: int = 200_000
+    mock_fallback: bool = False
+    provider_timeout_s: float = 10.0
+    provider_retries: int = 2
+    provider_backoff_s: float = 0.05
+    provider_concurrency: int = 32
+    unknown_model_wait_s: float = 1.0
+    session_timeout_ms: int = 10_000
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> PredictorConfig:
+        """Defaults, then ``PREDICTOR_*`` variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(_ENV[f.name])
+            if raw in (None, ""):
+                continue
+            if f.type in ("bool", bool):
+                values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            elif f.type in ("int", int):
+                values[f.name] = int(raw)
+            elif f.type in ("float", float):
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        return replace(cls(**values), **overrides)
+
+    @property
+    def call_policy(self) -> CallPolicy:
+        """The default policy of provider calls (a model's providerConfig may override it)."""
+        return CallPolicy(
+            timeout_s=self.provider_timeout_s,
+            retries=self.provider_retries,
+            backoff_s=self.provider_backoff_s,
+            concurrency=self.provider_concurrency,
+        )

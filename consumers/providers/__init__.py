@@ -1,0 +1,26 @@
+"""Model providers behind one port (``ModelProvider``), built by ``ProviderFactory``.
+
+Adapters, named after their technology: ``sklearn`` (scikit-learn), ``custom``, ``openai``,
+``anthropic``, ``azure_ml``, ``sagemaker``, ``frameworks`` (pytorch, tensorflow) and ``mock``
+(the configured development fallback). Vendor SDK and httpx types stop at the adapters.
+"""
+
+from consumers.providers.base import BrokenProvider, CallPolicy, ModelProvider, ProviderSpec, RemoteProvider
+from consumers.providers.factory import ADAPTERS, ProviderFactory
+from consumers.providers.mock import MockProvider, mock_output
+from consumers.providers.secrets import Secret, redact, resolve_reference
+
+__all__ = [
+    "ADAPTERS",
+    "BrokenProvider",
+    "CallPolicy",
+    "MockProvider",
+    "ModelProvider",
+    "ProviderFactory",
+    "ProviderSpec",
+    "RemoteProvider",
+    "Secret",
+    "mock_output",
+    "redact",
+    "resolve_reference",
+]

@@ -1,0 +1,195 @@
+"""The provider port: ``ModelProvider`` turns a batch of inputs into outputs for one model.
+
+``ProviderSpec`` is what a provider knows of its model: ids, type, endpoint, credential
+*references* and the provider-specific settings of ``providerConfig``. A provider reports
+failures per input as ``PredictionFailure`` values, so one bad input never fails its batch.
+
+``RemoteProvider`` adds the call policy of remote providers: a timeout per attempt,
+retries with exponential backoff and jitter for transient failures, bounded concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from consumers.errors import (
+    CredentialUnavailable,
+    PredictionFailure,
+    ProviderConfigInvalid,
+    ProviderFailed,
+    ProviderTimeout,
+)
+from consumers.providers.secrets import Secret, redact, resolve_reference
+from registry.domain.types import ModelConfig, ModelType, Provider
+
+__all__ = ["BrokenProvider", "CallPolicy", "ModelProvider", "ProviderSpec", "RemoteProvider", "as_failure"]
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """Timeout per attempt, retries of transient failures, and concurrent calls per provider."""
+
+    timeout_s: float = 10.0
+    retries: int = 2
+    backoff_s: float = 0.05
+    concurrency: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """One model version as its provider sees it."""
+
+    model_id: str
+    version: str
+    model_type: ModelType
+    provider: Provider
+    endpoint: str | None = None
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    policy: CallPolicy = field(default_factory=CallPolicy)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, policy: CallPolicy) -> ProviderSpec:
+        """The spec of a model: ``providerConfig`` first, the top-level fields as defaults.
+
+        ``timeoutS``, ``retries`` and ``maxConcurrency`` in the settings override ``policy``.
+        """
+        pc = config.provider_config
+        credentials = {**(config.credentials or {}), **((pc.credentials if pc else None) or {})}
+        settings = pc.settings if pc else {}
+        endpoint = (pc.endpoint if pc else None) or config.endpoint
+        spec = cls(config.id, config.version, config.type, config.provider, endpoint, credentials, settings, policy)
+        return spec._with_policy_overrides()
+
+    def _with_policy_overrides(self) -> ProviderSpec:
+        p = self.policy
+        policy = CallPolicy(
+            timeout_s=self.number("timeoutS", p.timeout_s, minimum=0.001),
+            retries=int(self.number("retries", p.retries, minimum=0)),
+            backoff_s=self.number("retryBackoffS", p.backoff_s, minimum=0),
+            concurrency=int(self.number("maxConcurrency", p.concurrency, minimum=1)),
+        )
+        return ProviderSpec(
+            self.model_id, self.version, self.model_type, self.provider, self.endpoint, self.credentials, self.settings, policy
+        )
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider} model '{self.model_id}' {self.version}"
+
+    def setting(self, name: str, default: Any = _UNSET, kind: type | tuple[type, ...] = str) -> Any:
+        """A provider setting of type ``kind``. Raises ``ProviderConfigInvalid``."""
+        value = self.settings.get(name, default)
+        if value is _UNSET:
+            raise ProviderConfigInvalid(f"{self.label}: providerConfig.{name} is required")
+        if value is not None and value is not default and not isinstance(value, kind):
+            raise ProviderConfigInvalid(f"{self.label}: providerConfig.{name} has the wrong type")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        value = self.settings.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise ProviderConfigInvalid(f"{self.label}: providerConfig.{name} must be a number >= {minimum}")
+        return float(value)
+
+    def credential(self, name: str, *, required: bool = True) -> Secret | None:
+        """Resolve the credential reference ``name`` now (call time). Raises ``CredentialUnavailable``."""
+        ref = self.credentials.get(name)
+        if ref is None:
+            if required:
+                raise CredentialUnavailable(f"{self.label}: credentials.{name} is not configured")
+            return None
+        return resolve_reference(f"credentials.{name}", ref)
+
+    def plain(self, name: str) -> str | None:
+        """A non-secret credential entry (``region``) or setting of that name."""
+        value = self.credentials.get(name) or self.settings.get(name)
+        return value if isinstance(value, str) else None
+
+
+def as_failure(exc: BaseException, spec: ProviderSpec) -> PredictionFailure:
+    """Any exception as a ``PredictionFailure`` whose message has no revealed secret in it."""
+    if isinstance(exc, PredictionFailure):
+        failure = exc
+    elif isinstance(exc, TimeoutError):
+        failure = ProviderTimeout(f"{spec.label}: no answer within {spec.policy.timeout_s:g}s")
+    else:
+        failure = ProviderFailed(f"{spec.label}: {type(exc).__name__}: {exc}")
+    clean = redact(failure.message)[:500]
+    if clean != failure.message:
+        failure = type(failure)(clean)
+    return failure
+
+
+class ModelProvider(ABC):
+    """Predicts for one model version. Implementations are named after their technology."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
+        """One output per input, in order; a failed input's slot holds a ``PredictionFailure``.
+
+        Never raises for a failure of the call: it is reported in every affected slot.
+        """
+
+    async def aclose(self) -> None:
+        """Release connections and loaded models."""
+
+    async def guarded(self, call: Callable[[], Awaitable[T]]) -> T | PredictionFailure:
+        """Run ``call`` under the policy: timeout per attempt, retries with backoff for
+        transient failures. Returns the failure of the last attempt instead of raising."""
+        policy = self.spec.policy
+        failure: PredictionFailure = ProviderFailed(f"{self.spec.label}: not called")
+        for attempt in range(policy.retries + 1):
+            try:
+                async with asyncio.timeout(policy.timeout_s):
+                    return await call()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a typed result
+                failure = as_failure(exc, self.spec)
+            if not failure.transient or attempt == policy.retries:
+                break
+            delay = policy.backoff_s * (2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
+            await asyncio.sleep(delay)
+        return failure
+
+
+class RemoteProvider(ModelProvider):
+    """A provider called once per input, at most ``concurrency`` calls at a time."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        super().__init__(spec)
+        self._slots = asyncio.Semaphore(spec.policy.concurrency)
+
+    @abstractmethod
+    async def predict_one(self, value: Any) -> Any:
+        """The output for one input; raises a ``PredictionFailure`` (or anything) on failure."""
+
+    async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
+        async def one(value: Any) -> Any:
+            async with self._slots:
+                return await self.guarded(lambda: self.predict_one(value))
+
+        return list(await asyncio.gather(*(one(v) for v in inputs)))
+
+
+class BrokenProvider(ModelProvider):
+    """Stands for a provider that could not be built: every input gets the same failure."""
+
+    def __init__(self, spec: ProviderSpec, failure: PredictionFailure) -> None:
+        super().__init__(spec)
+        self.failure = failure
+
+    async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
+        return [self.failure] * len(inputs)

@@ -1,0 +1,137 @@
+"""scikit-learn: a fitted estimator from a local joblib/pickle file, predicted in batches.
+
+Settings (``providerConfig``): ``modelPath`` (required: the file), ``features`` (the input
+keys in column order; defaults to the estimator's ``feature_names_in_``). An input is a
+mapping of feature name to number, or a list of numbers already in column order.
+
+Outputs: classification-like models ``{"label", "score", "probabilities"}`` when the estimator
+has ``predict_proba`` (``score`` is the probability of the positive class for two classes,
+else of the predicted one), else ``{"label"}``; regression/forecasting ``{"value"}``.
+
+The model file is unpickled: it must come from a trusted place (it is named by the
+registry's configuration, which only its operators write).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from consumers.errors import InvalidInput, PredictionFailure, ProviderConfigInvalid, ProviderNotInstalled
+from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
+from registry.domain.types import ModelType
+
+__all__ = ["SklearnProvider"]
+
+_VALUE_TYPES = frozenset({ModelType.REGRESSION, ModelType.FORECASTING})
+
+
+class SklearnProvider(ModelProvider):
+    """Vectorised predictions of a local scikit-learn estimator."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        super().__init__(spec)
+        self.model_path: str = spec.setting("modelPath")
+        features = spec.setting("features", None, list)
+        self._features: list[str] | None = [str(f) for f in features] if features else None
+        self._model: Any = None
+        self._load_lock = asyncio.Lock()
+
+    async def _loaded(self) -> Any:
+        if self._model is None:
+            async with self._load_lock:
+                if self._model is None:
+                    self._model = await asyncio.to_thread(self._load)
+        return self._model
+
+    def _load(self) -> Any:
+        try:
+            import joblib
+        except ImportError:  # pragma: no cover - joblib ships with scikit-learn
+            raise ProviderNotInstalled("scikit-learn models need scikit-learn: pip install 'model-registry[sklearn]'") from None
+        try:
+            model = joblib.load(self.model_path)
+        except FileNotFoundError:
+            raise ProviderConfigInvalid(f"{self.spec.label}: model file {self.model_path} does not exist") from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a config problem
+            raise ProviderConfigInvalid(f"{self.spec.label}: cannot load {self.model_path} ({type(exc).__name__})") from None
+        if not hasattr(model, "predict"):
+            raise ProviderConfigInvalid(f"{self.spec.label}: {self.model_path} holds no estimator (no predict)")
+        if self._features is None and hasattr(model, "feature_names_in_"):
+            self._features = [str(f) for f in model.feature_names_in_]
+        return model
+
+    def _row(self, value: Any) -> list[float]:
+        if isinstance(value, dict):
+            if self._features is None:
+                raise InvalidInput(f"{self.spec.label}: inputs must be lists (no providerConfig.features and no feature names in the model)")
+            missing = [f for f in self._features if f not in value]
+            if missing:
+                raise InvalidInput(f"missing feature(s) {', '.join(missing[:10])} for '{self.spec.model_id}'")
+            row = [value[f] for f in self._features]
+        elif isinstance(value, list):
+            row = value
+        else:
+            raise InvalidInput(f"'{self.spec.model_id}' takes a mapping of features or a list of numbers")
+        out: list[float] = []
+        for v in row:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise InvalidInput(f"'{self.spec.model_id}' takes numeric features only")
+            out.append(float(v))
+        return out
+
+    async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
+        try:
+            model = await self._loaded()
+        except Exception as exc:  # noqa: BLE001
+            failure = as_failure(exc, self.spec)
+            return [failure] * len(inputs)
+        results: list[Any] = [None] * len(inputs)
+        rows: list[list[float]] = []
+        where: list[int] = []
+        for i, value in enumerate(inputs):
+            try:
+                rows.append(self._row(value))
+                where.append(i)
+            except PredictionFailure as failure:
+                results[i] = failure
+        if rows:
+            try:
+                outputs = self._predict(model, rows)
+            except Exception as exc:  # noqa: BLE001 - e.g. a wrong number of features
+                failure = InvalidInput(f"{self.spec.label} could not predict: {type(exc).__name__}: {exc}"[:300])
+                outputs = [failure] * len(rows)
+            for i, out in zip(where, outputs, strict=True):
+                results[i] = out
+        return results
+
+    def _predict(self, model: Any, rows: list[list[float]]) -> list[Any]:
+        import numpy as np
+
+        x = np.asarray(rows, dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "X does not have valid feature names"
+            if self.spec.model_type in _VALUE_TYPES:
+                return [{"value": v} for v in model.predict(x).tolist()]
+            if hasattr(model, "predict_proba"):
+                return _with_probabilities(model.classes_.tolist(), model.predict_proba(x))
+            return [{"label": v} for v in model.predict(x).tolist()]
+
+
+def _with_probabilities(classes: list[Any], proba: Any) -> list[dict[str, Any]]:
+    best = proba.argmax(axis=1).tolist()
+    rows = proba.tolist()
+    names = [str(c) for c in classes]
+    binary = len(classes) == 2
+    out = []
+    for b, p in zip(best, rows, strict=True):
+        out.append(
+            {
+                "label": classes[b],
+                "score": p[1] if binary else p[b],
+                "probabilities": dict(zip(names, p, strict=True)),
+            }
+        )
+    return out

@@ -1,0 +1,85 @@
+"""Champion/challenger routing (DESIGN.md section 8, spec section 5).
+
+A request names a model; when that model is the champion or the challenger of a running
+A/B test, the split decides which of the two serves it:
+
+- ``hash`` (the default): ``blake2b(test id, unit id)`` into 10,000 buckets; the challenger
+  gets buckets ``[0, trafficPercentage * 100)``. A unit keeps its variant for the life of the
+  test, and raising the percentage only moves units from champion to challenger, never back.
+  The hash is of bytes (not Python's salted ``hash``), so every process agrees.
+- ``random`` (the spec's option): the same buckets drawn from ``(test id, request id)``:
+  uniformly random across requests, yet a redelivered request lands where it landed before,
+  so a retry gets the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from hashlib import blake2b
+
+from consumers.messages import Variant
+from registry.domain.rules import ActiveABTest, ModelState
+
+__all__ = ["BUCKETS", "ChampionChallengerRouter", "Route", "TestPair", "bucket_of"]
+
+BUCKETS = 10_000
+
+
+def bucket_of(test_id: str, key: str) -> int:
+    """The bucket (0..9999) of ``key`` in ``test_id``: stable across processes and versions."""
+    digest = blake2b(f"{test_id}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+@dataclass(frozen=True, slots=True)
+class TestPair:
+    """A running test: the challenger (which holds the test) and its champion."""
+
+    __test__ = False  # not a pytest test class
+
+    challenger: ModelState
+    champion: ModelState
+
+    @property
+    def test(self) -> ActiveABTest:
+        assert self.challenger.ab_test is not None  # a TestPair is only built for a running test
+        return self.challenger.ab_test
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes: the model that serves it and the tags its result carries."""
+
+    served: ModelState
+    variant: Variant
+    test_id: str | None = None
+    split_version: int | None = None
+    champion: ModelState | None = None  # the fallback of a challenger
+
+
+class ChampionChallengerRouter:
+    """Splits the requests for a champion or its challenger by the test's traffic share."""
+
+    def challenger_share(self, test: ActiveABTest) -> int:
+        """How many of the 10,000 buckets go to the challenger."""
+        return max(0, min(BUCKETS, round(test.traffic_percentage * BUCKETS / 100)))
+
+    def variant(self, test: ActiveABTest, unit_id: str, request_id: str) -> Variant:
+        """``challenger`` or ``champion`` for one request."""
+        key = request_id if test.routing == "random" else unit_id
+        return "challenger" if bucket_of(test.test_id, key) < self.challenger_share(test) else "champion"
+
+    def route(self, requested: ModelState, pair: TestPair | None, unit_id: str, request_id: str) -> Route:
+        """The route of a request for ``requested``; ``pair`` is its running test, if any."""
+        if pair is None:
+            return Route(served=requested, variant="none")
+        test = pair.test
+        variant = self.variant(test, unit_id, request_id)
+        served = pair.challenger if variant == "challenger" else pair.champion
+        return Route(
+            served=served,
+            variant=variant,
+            test_id=test.test_id,
+            split_version=test.split_version,
+            champion=pair.champion,
+        )
