@@ -33,7 +33,7 @@ from consumers.monitor.abtests import ABTestTracker
 from consumers.monitor.aggregate import OutcomeRow, ResultRow
 from consumers.monitor.config import MonitorConfig
 from consumers.monitor.metrics import Totals
-from consumers.monitor.store import Batch, MonitorStore
+from consumers.monitor.store import Applied, Batch, MonitorStore
 from registry.codec import decode_event
 from registry.domain.errors import DecodeError, describe_validation_error
 from registry.domain.rules import RevisionGap
@@ -137,6 +137,7 @@ class Monitor:
         self._prediction_tps: list[TopicPartition] = []
         self._committed: dict[TopicPartition, int] = {}
         self._next_expiry = 0.0
+        self._inflight: asyncio.Future[None] | None = None
         self.ready = asyncio.Event()
         """Set once the first catch-up has read every partition to its end."""
 
@@ -185,6 +186,12 @@ class Monitor:
 
     async def close(self) -> None:
         """Disconnect and close the database (idempotent)."""
+        try:
+            await self.drain()
+        finally:
+            await self._disconnect()
+
+    async def _disconnect(self) -> None:
         consumer, producer, store = self._consumer, self._producer, self._store
         self._consumer = self._producer = self._store = None
         if consumer is not None:
@@ -204,6 +211,7 @@ class Monitor:
         finally:
             consumer.resume(*self._prediction_tps)
         await self._until_caught_up([*self._registry_tps, *self._prediction_tps])
+        await self.drain()
         self.ready.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -278,6 +286,7 @@ class Monitor:
         return out
 
     async def _reset(self, resets: list[tuple[TopicPartition, int, int | None]]) -> None:
+        await self.drain()  # no batch may commit a position of a partition after its reset
         for tp, stored, hw in resets:
             log.warning(
                 "%s[%d] is shorter than the monitor's position %d (high watermark %s): the log was "
@@ -350,12 +359,30 @@ class Monitor:
             batch.counters["dlq"] += len(unreadable)
         if not batch:
             return
+        # One batch in flight: this one is written while the next is fetched and decoded;
+        # transactions still commit in order (one DB thread, and we wait for the previous).
+        await self.drain()
         store = self._require_store()
-        applied = await self._db(store.apply, batch, self.tracker.kinds, time.time())
+        # The live kinds map is read, not copied: CPython dict reads are atomic, and a type
+        # learnt from a later registry event is only more up to date.
+        applying = asyncio.get_running_loop().run_in_executor(
+            self._executor, store.apply, batch, self.tracker.kinds, time.time()
+        )
+        self._inflight = asyncio.ensure_future(self._committed_batch(applying, batch))
+
+    async def _committed_batch(self, applying: asyncio.Future[Applied], batch: Batch) -> None:
+        applied = await applying
         for (topic, partition), offset in batch.positions.items():
             self._committed[TopicPartition(topic, partition)] = offset
         self.totals.merge(applied.delta)
         self._count(applied.counters)
+        self.stats.last_progress_monotonic = time.monotonic()
+
+    async def drain(self) -> None:
+        """Wait until the batch being written (if any) is committed."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
 
     def _fold(self, recs: list[Record], batch: Batch) -> None:
         for r in recs:

@@ -143,6 +143,8 @@ class MonitorStore:
         self._db.execute("PRAGMA busy_timeout=5000")
         ensure_math(self._db)
         self._init_schema()
+        # Outcomes waiting for their result; while there are none, new results skip the lookup.
+        self._pending: int = self._db.execute("SELECT COUNT(*) FROM pending_outcomes").fetchone()[0]
 
     def _init_schema(self) -> None:
         self._db.executescript(TABLES)  # idempotent (IF NOT EXISTS); executescript commits itself
@@ -230,7 +232,7 @@ class MonitorStore:
             new = self._insert_results(batch.results, now, counts)
             for row in new:
                 delta.add_result(row)
-            self._join_pending(new, kinds, delta, counts)
+            self._join_pending_if_any(new, kinds, delta, counts)
             self._apply_outcomes(batch.outcomes, kinds, delta, now, counts)
             self._write_delta(delta)
             self._write_registry(batch)
@@ -241,6 +243,7 @@ class MonitorStore:
                 "DO UPDATE SET next_offset = excluded.next_offset",
                 [(t, p, o) for (t, p), o in batch.positions.items()],
             )
+        self._pending += counts["outcomes_parked"] - counts["outcomes_unparked"]  # committed now
         return Applied(delta, counts)
 
     def _insert_results(
@@ -280,6 +283,12 @@ class MonitorStore:
         )
         counts["results"] += len(new)
         return new
+
+    def _join_pending_if_any(
+        self, new: list[ResultRow], kinds: Mapping[str, str], delta: Delta, counts: Counter[str]
+    ) -> None:
+        if self._pending > 0:
+            self._join_pending(new, kinds, delta, counts)
 
     def _join_pending(
         self, new: list[ResultRow], kinds: Mapping[str, str], delta: Delta, counts: Counter[str]
@@ -430,6 +439,7 @@ class MonitorStore:
             ).rowcount
             if expired:
                 db.execute(_ADD_COUNTER, ("outcomes_expired", expired))
+        self._pending -= expired
         return expired, dropped
 
 
