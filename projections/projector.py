@@ -1,0 +1,366 @@
+"""The projector: ``registry.events`` -> SQLite, one transaction per batch with its position.
+
+On start it checks that the log is the history the file was built from (topic, cluster id,
+the last stored record; see ``guard``), reloads the in-memory fold from ``models`` and seeks
+to the stored positions; Kafka group offsets are committed only for lag dashboards.
+
+The loop overlaps work: while batch *k* is written (SQLite runs in aiosqlite's thread and
+releases the GIL), batch *k+1* is fetched and folded. A batch's write is awaited before the
+next one starts, so positions are committed in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+
+from projections.errors import ProjectionHistoryMismatch, ProjectionReplaced
+from projections.guard import cluster_id, verify_stored_record
+from projections.rows import BatchRows, fold_batch
+from projections.schema import SCHEMA_VERSION, projection_path
+from projections.writer import ProjectionWriter
+from registry.domain.rules import RegistryState
+from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
+from registry.kafka.dlq import send_to_dlq
+from registry.settings import Settings
+
+__all__ = ["Progress", "Projector", "ProjectorStats", "projection_path"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called after each batch with (records processed since open, records still behind)."""
+
+
+@dataclass
+class ProjectorStats:
+    """Progress counters; ``last_progress_monotonic`` is what a health check judges."""
+
+    events_applied: int = 0
+    records: int = 0
+    errors: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    lag: int = 0
+    caught_up: bool = False
+    last_progress_monotonic: float = field(default_factory=time.monotonic)
+
+
+class Projector:
+    """Keeps the projection file at ``db_path`` up to date with ``registry.events``.
+
+    ``catch_up()`` applies everything up to the fetch high watermark; ``run(stop)`` follows
+    the log until ``stop`` is set. Both open the projector when needed; ``run`` closes what
+    it opened. Usable as ``async with``.
+
+    ``bulk`` (used by rebuilds into a private file): no journal, indexes built at the end.
+    ``dlq``: copy unreadable records to ``registry.events.dlq`` (a rebuild does not, the
+    live projector already did).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db_path: Path,
+        *,
+        dlq: bool = True,
+        bulk: bool = False,
+        max_records: int = 20000,
+        progress: Progress | None = None,
+        commit_group_offsets: bool | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db_path = Path(db_path)
+        self.topic = settings.topic("registry.events")
+        self.stats = ProjectorStats()
+        self.ready = asyncio.Event()
+        self.writer = ProjectionWriter(self.db_path, bulk=bulk)
+        self._dlq = dlq
+        self._bulk = bulk
+        self._max_records = max_records
+        self._progress = progress
+        self._group = (not bulk) if commit_group_offsets is None else commit_group_offsets
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._tps: list[TopicPartition] = []
+        self._state = RegistryState()
+        self._committed: dict[int, int] = {}
+        self._open = False
+        self._last_group_commit = 0.0
+        self._inflight: asyncio.Task[int] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Open the file (rebuilding it on a schema change), check the history, seek.
+
+        Raises:
+            ProjectionHistoryMismatch: the log is not the history the file was built from.
+            BrokerUnavailable: Kafka could not be reached.
+        """
+        if self._open:
+            return
+        version = await self.writer.open()
+        try:
+            if version is not None and version != SCHEMA_VERSION and not self._bulk:
+                await self.writer.close()
+                log.warning(
+                    "projection %s has schema %s, this build needs %s: rebuilding",
+                    self.db_path,
+                    version,
+                    SCHEMA_VERSION,
+                )
+                from projections.rebuild import rebuild
+
+                await rebuild(self.settings, self.db_path)
+                await self.writer.open()
+            await self._check_meta()
+            self._state = await self.writer.load_state()
+            self._committed = await self.writer.checkpoints(self.topic)
+            await self._start_consumer()
+            await self._seek_stored(verify=True)
+        except BaseException:
+            await self._close_clients()
+            raise
+        self._open = True
+
+    async def _check_meta(self) -> None:
+        stored_topic = await self.writer.meta("topic")
+        if stored_topic is not None and stored_topic != self.topic:
+            raise ProjectionHistoryMismatch(
+                f"{self.db_path} was built from topic {stored_topic}, not {self.topic}"
+            )
+        current = await cluster_id(self.settings)
+        stored_cluster = await self.writer.meta("cluster_id")
+        if stored_cluster is not None and current is not None and stored_cluster != current:
+            raise ProjectionHistoryMismatch(
+                f"{self.db_path} was built from Kafka cluster {stored_cluster}, the broker now is cluster {current}"
+            )
+        values = {"topic": self.topic}
+        if current is not None:
+            values["cluster_id"] = current
+        await self.writer.set_meta(values)
+
+    async def _start_consumer(self) -> None:
+        group = {"group_id": self.settings.topic("registry.projector")} if self._group else {}
+        self._consumer = make_consumer(
+            self.settings,
+            auto_offset_reset="none",  # never silently jump: a lost position is a history mismatch
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            **group,
+        )
+        await start_client(self._consumer, self.settings)
+        self._tps = await partitions_of(self._consumer, self.topic)
+        self._consumer.assign(self._tps)
+        missing = set(self._committed) - {tp.partition for tp in self._tps}
+        if missing:
+            raise ProjectionHistoryMismatch(
+                f"{self.topic} has no partition {sorted(missing)} any more"
+            )
+
+    async def _seek_stored(self, verify: bool) -> None:
+        consumer = self._require_consumer()
+        for tp in self._tps:
+            position = self._committed.get(tp.partition, 0)
+            if verify and position > 0:
+                stored = await self.writer.last_stored(tp.partition)
+                if stored is not None:
+                    await verify_stored_record(consumer, tp, stored, position)
+            consumer.seek(tp, position)
+
+    async def close(self) -> None:
+        """Stop the clients and close the file (positions are already committed)."""
+        self._open = False
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        producer, self._producer = self._producer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+        await self.writer.close()
+
+    async def __aenter__(self) -> Projector:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _require_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the projector is not open")
+        return self._consumer
+
+    # ------------------------------------------------------------------ public loops
+
+    async def catch_up(self) -> int:
+        """Apply everything up to the fetch high watermark; returns the records processed."""
+        opened_here = not self._open
+        await self.open()
+        try:
+            return await self._pump(None)
+        finally:
+            if opened_here:
+                await self.close()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow ``registry.events`` until ``stop`` is set."""
+        opened_here = not self._open
+        await self.open()
+        try:
+            await self._pump(stop)
+        finally:
+            if opened_here:
+                await self.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _pump(self, stop: asyncio.Event | None) -> int:
+        """Fetch, fold and write until caught up (``stop`` None) or until ``stop`` is set."""
+        done = 0
+        try:
+            while stop is None or not stop.is_set():
+                records = await self._fetch(stop)
+                if records:
+                    done += await self._submit(fold_batch(self._state, records))
+                if await self._lag() == 0:
+                    written = await self._drain()
+                    if written < 0:
+                        continue  # reloaded from the file: not caught up after all
+                    done += written
+                    self._caught_up()
+                    if stop is None:
+                        return done
+        finally:
+            done += max(0, await self._drain())
+        return done
+
+    async def _fetch(self, stop: asyncio.Event | None) -> list[ConsumerRecord[bytes, bytes]]:
+        consumer = self._require_consumer()
+        try:
+            batch = await consumer.getmany(
+                *self._tps, timeout_ms=self._poll_ms(stop), max_records=self._max_records
+            )
+        except OffsetOutOfRangeError as exc:
+            raise ProjectionHistoryMismatch(
+                f"a stored position of {self.topic} is out of range ({exc})"
+            ) from exc
+        return [r for tp in self._tps for r in batch.get(tp, ())]
+
+    async def _submit(self, rows: BatchRows) -> int:
+        """Wait for the previous batch's write, then start this one's; returns records written."""
+        written = await self._drain()
+        if written < 0:
+            return 0  # reloaded from the file: these rows came from a stale fold, drop them
+        self._inflight = asyncio.create_task(self._write(rows))
+        return written
+
+    async def _drain(self) -> int:
+        """Await the write in flight, if any: its records, or -1 when the state was reloaded."""
+        task, self._inflight = self._inflight, None
+        if task is None:
+            return 0
+        try:
+            return await task
+        except ProjectionReplaced as exc:
+            log.warning("%s; reloading the projection state and positions", exc)
+            await self._reload()
+            return -1
+
+    def _poll_ms(self, stop: asyncio.Event | None) -> int:
+        # Following the log: return to check ``stop`` regularly; catching up: wait for data.
+        return 200 if stop is not None else 500
+
+    async def _lag(self) -> int | None:
+        consumer = self._require_consumer()
+        lag = 0
+        for tp in self._tps:
+            hw = consumer.highwater(tp)
+            if hw is None:
+                return None
+            lag += max(0, hw - await consumer.position(tp))
+        self.stats.lag = lag
+        self.stats.caught_up = lag == 0
+        return lag
+
+    def _caught_up(self) -> None:
+        self.stats.caught_up = True
+        self.stats.last_progress_monotonic = time.monotonic()
+        self.ready.set()
+        if self._progress is not None:
+            self._progress(self.stats.records, 0)
+
+    async def _reload(self) -> None:
+        self._state = await self.writer.load_state()
+        self._committed = await self.writer.checkpoints(self.topic)
+        await self._seek_stored(verify=False)
+
+    async def _write(self, rows: BatchRows) -> int:
+        if rows.dead_letters and self._dlq:
+            producer = await self._dlq_producer()
+            for record, reason in rows.dead_letters:
+                await send_to_dlq(producer, record, reason)  # before the commit: at least once
+        await self.writer.write(self.topic, rows, self._committed)
+        self._committed.update(rows.positions)
+        s = self.stats
+        s.events_applied += rows.applied
+        s.records += rows.records
+        s.errors += len(rows.errors)
+        s.dead_letters += len(rows.dead_letters) if self._dlq else 0
+        s.batches += 1
+        s.last_progress_monotonic = time.monotonic()
+        for error in rows.errors:
+            log.warning(
+                "projection error at %s[%s]@%s: %s",
+                self.topic,
+                error[0],
+                error[1],
+                error[3],
+                extra={"kind": error[2], "partition": error[0], "offset": error[1]},
+            )
+        if self._progress is not None:
+            self._progress(s.records, s.lag)
+        await self._commit_group_offsets()
+        return rows.records
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = make_producer(self.settings)
+            await start_client(producer, self.settings)
+            self._producer = producer
+        return self._producer
+
+    async def _commit_group_offsets(self) -> None:
+        """Best effort, at most once a second: only dashboards read these."""
+        if (
+            not self._group
+            or time.monotonic() - self._last_group_commit < 1.0
+            or self._consumer is None
+        ):
+            return
+        self._last_group_commit = time.monotonic()
+        offsets = {
+            tp: self._committed[tp.partition] for tp in self._tps if tp.partition in self._committed
+        }
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as exc:
+                log.debug("group offset commit failed (dashboards only): %s", exc)
