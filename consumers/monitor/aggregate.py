@@ -64,7 +64,10 @@ class ResultRow:
             error_code=r.error.code if r.error is not None else None,
             fallback=r.fallback is not None,
             cached=r.cached,
-            predicted=None if r.error is not None else predicted_value(r.output),
+            # A mock (the development fallback) is not the model's answer: nothing to score.
+            predicted=None
+            if r.error is not None or r.fallback == "mock"
+            else predicted_value(r.output),
         )
 
     @property

@@ -164,3 +164,17 @@ async def test_results_outside_tests_are_counted_per_model(
     ) == [("", "none", CHAMPION, 2, 1, 1)]
     assert query(db_path, "SELECT code, count FROM variant_errors") == [("Timeout", 1)]
     assert query(db_path, "SELECT SUM(fallbacks) FROM variant_minute") == [(1,)]
+
+
+async def test_mock_fallbacks_count_as_fallbacks_but_are_not_scored(
+    settings: Settings, db_path: Path, make_monitor: Callable[..., Monitor]
+) -> None:
+    mock = result(
+        "m1", "none", None, output={"label": 1, "score": 0.9, "mock": True}, fallback="mock"
+    )
+    real = result("m2", "none", None, output={"label": 1, "score": 0.9})
+    await produce_results(settings, [mock, real])
+    await produce_outcomes(settings, [outcome("m1", 1), outcome("m2", 1)])
+    await make_monitor().catch_up()
+    assert query(db_path, "SELECT SUM(fallbacks) FROM variant_minute") == [(1,)]
+    assert query(db_path, "SELECT scored, correct, unscorable FROM variant_quality") == [(1, 1, 1)]
