@@ -71,11 +71,15 @@ def assert_matches_fold(path: Path, events: Sequence[EventBase]) -> None:
         state.apply(event)
     conn = sqlite3.connect(path)
     try:
-        stored = conn.execute("SELECT offset, event_id, applied FROM events ORDER BY offset").fetchall()
+        stored = conn.execute(
+            "SELECT offset, event_id, applied FROM events ORDER BY offset"
+        ).fetchall()
         assert stored == [(i, e.id, 1) for i, e in enumerate(events)], "events table is not the log"
         models = {
             r[0]: r
-            for r in conn.execute("SELECT model_id, version, status, revision, config, ab_test_id FROM models")
+            for r in conn.execute(
+                "SELECT model_id, version, status, revision, config, ab_test_id FROM models"
+            )
         }
         assert set(models) == set(state.models)
         for mid, s in state.models.items():

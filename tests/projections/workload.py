@@ -8,7 +8,7 @@ model id as key and ``headers_for`` headers — exactly what the single writer d
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -199,19 +199,21 @@ def random_history(
 async def produce(
     settings: Settings, events: Sequence[EventBase], *, partition: int | None = None
 ) -> list[int]:
-    """Produce events as the decider does; returns their offsets."""
+    """Produce events as the decider does (record time = the event's time); returns offsets."""
     return await produce_raw(
         settings,
         [(e.model_id.encode(), codec.encode(e), codec.headers_for(e)) for e in events],
         partition=partition,
+        timestamps=[int(e.occurred_at.timestamp() * 1000) for e in events],
     )
 
 
 async def produce_raw(
     settings: Settings,
-    records: Iterable[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
     *,
     partition: int | None = None,
+    timestamps: Sequence[int] | None = None,
 ) -> list[int]:
     """Produce raw (key, value, headers) records to ``registry.events``; returns their offsets."""
     producer = make_producer(settings, linger_ms=5)
@@ -224,8 +226,9 @@ async def produce_raw(
                 key=key,
                 headers=headers,
                 partition=partition,
+                timestamp_ms=timestamps[i] if timestamps else None,
             )
-            for key, value, headers in records
+            for i, (key, value, headers) in enumerate(records)
         ]
         return [(await f).offset for f in futures]
     finally:
