@@ -45,9 +45,8 @@ def _banner(stack: Stack) -> str:
     ]
     if stack.health_port_bound:
         lines.append(f"  health      http://127.0.0.1:{stack.health_port_bound}/healthz")
-    metrics_port = stack.options.get("metrics_port")
-    if metrics_port:
-        lines.append(f"  metrics     http://127.0.0.1:{metrics_port}/metrics")
+    if stack.metrics_port_bound:
+        lines.append(f"  metrics     http://127.0.0.1:{stack.metrics_port_bound}/metrics")
     if stack.restored:
         lines.append(f"  restored    {stack.restored} registry events from the local copy")
     lines.append("  Ctrl-C stops everything.")

@@ -62,8 +62,10 @@ class Stack:
     broker: EmbeddedBroker | None = None
     restored: int = 0
     health: dict[str, ComponentHealth] = field(default_factory=dict)
+    metrics_port_bound: int | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
+    _metrics: Any = None
 
     @property
     def embedded(self) -> bool:
@@ -85,6 +87,12 @@ class Stack:
             health = ComponentHealth(name, component)
             health.task = asyncio.create_task(component.run(self._stop), name=name)
             self.health[name] = health
+        metrics_port = self.options.get("metrics_port")
+        if metrics_port is not None and "monitor" in self.health:
+            from consumers.monitor.metrics import MetricsServer
+
+            self._metrics = MetricsServer(self.health["monitor"].component, "127.0.0.1", metrics_port)
+            self.metrics_port_bound = await self._metrics.start()
         if self.health_port is not None:
             self._server = await serve_health(self.health, "127.0.0.1", self.health_port)
         self._write_runtime()
@@ -142,6 +150,9 @@ class Stack:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._metrics is not None:
+            await self._metrics.stop()
+            self._metrics = None
         with contextlib.suppress(FileNotFoundError):
             (self.settings.data_dir / RUNTIME_FILE).unlink()
         if self.broker is not None:
