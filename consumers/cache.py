@@ -81,6 +81,9 @@ class RecentIds:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def discard(self, request_id: str) -> None:
+        self._ids.pop(request_id, None)
+
     def add(self, request_id: str) -> None:
         self._ids[request_id] = None
         self._ids.move_to_end(request_id)

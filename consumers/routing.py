@@ -28,7 +28,7 @@ BUCKETS = 10_000
 def bucket_of(test_id: str, key: str) -> int:
     """The bucket (0..9999) of ``key`` in ``test_id``: stable across processes and versions."""
     digest = blake2b(f"{test_id}\x1f{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % BUCKETS
+    return int.from_bytes(digest) % BUCKETS
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,24 +60,41 @@ class Route:
 class ChampionChallengerRouter:
     """Splits the requests for a champion or its challenger by the test's traffic share."""
 
+    def __init__(self) -> None:
+        # (requested id, variant) -> (requested state, pair, route): routes are shared values,
+        # rebuilt when the view hands over a new state or pair object.
+        self._memo: dict[tuple[str, str], tuple[ModelState, TestPair | None, Route]] = {}
+
     def challenger_share(self, test: ActiveABTest) -> int:
         """How many of the 10,000 buckets go to the challenger."""
-        return max(0, min(BUCKETS, round(test.traffic_percentage * BUCKETS / 100)))
+        return round(test.traffic_percentage * 100)  # 0..100 % -> 0..10,000 buckets
 
     def variant(self, test: ActiveABTest, unit_id: str, request_id: str) -> Variant:
         """``challenger`` or ``champion`` for one request."""
         key = request_id if test.routing == "random" else unit_id
-        return "challenger" if bucket_of(test.test_id, key) < self.challenger_share(test) else "champion"
+        share = round(test.traffic_percentage * 100)  # 10,000 buckets: 1% is 100 buckets
+        return "challenger" if bucket_of(test.test_id, key) < share else "champion"
 
     def route(self, requested: ModelState, pair: TestPair | None, unit_id: str, request_id: str) -> Route:
         """The route of a request for ``requested``; ``pair`` is its running test, if any."""
+        variant: Variant = "none" if pair is None else self.variant(pair.test, unit_id, request_id)
+        memo_key = (requested.model_id, variant)
+        hit = self._memo.get(memo_key)
+        if hit is not None and hit[0] is requested and hit[1] is pair:
+            return hit[2]
+        route = self._build(requested, pair, variant)
+        if len(self._memo) > 10_000:
+            self._memo.clear()
+        self._memo[memo_key] = (requested, pair, route)
+        return route
+
+    @staticmethod
+    def _build(requested: ModelState, pair: TestPair | None, variant: Variant) -> Route:
         if pair is None:
             return Route(served=requested, variant="none")
         test = pair.test
-        variant = self.variant(test, unit_id, request_id)
-        served = pair.challenger if variant == "challenger" else pair.champion
         return Route(
-            served=served,
+            served=pair.challenger if variant == "challenger" else pair.champion,
             variant=variant,
             test_id=test.test_id,
             split_version=test.split_version,

@@ -13,6 +13,7 @@ __all__ = ["PredictorConfig"]
 _ENV = {
     "group_id": "PREDICTOR_GROUP_ID",
     "max_batch": "PREDICTOR_MAX_BATCH",
+    "max_in_flight": "PREDICTOR_MAX_IN_FLIGHT",
     "poll_timeout_ms": "PREDICTOR_POLL_TIMEOUT_MS",
     "cache_ttl_s": "PREDICTOR_CACHE_TTL_S",
     "cache_max_entries": "PREDICTOR_CACHE_MAX_ENTRIES",
@@ -24,6 +25,8 @@ _ENV = {
     "provider_concurrency": "PREDICTOR_PROVIDER_CONCURRENCY",
     "unknown_model_wait_s": "PREDICTOR_UNKNOWN_MODEL_WAIT_S",
     "session_timeout_ms": "PREDICTOR_SESSION_TIMEOUT_MS",
+    "warm_up_timeout_s": "PREDICTOR_WARM_UP_TIMEOUT_S",
+    "tune_gc": "PREDICTOR_TUNE_GC",
 }
 
 
@@ -31,12 +34,14 @@ _ENV = {
 class PredictorConfig:
     """How the prediction consumer batches, caches, dedupes, calls providers and falls back.
 
-    ``max_batch`` bounds the work in flight (one batch is handled, produced and committed
-    before the next is fetched): that is the backpressure.
+    Backpressure: at most ``max_batch`` requests are handled at a time and at most
+    ``max_in_flight`` handled batches wait for their acknowledgements and commit; beyond
+    that the loop stops fetching. Memory is bounded by those two numbers.
     """
 
     group_id: str = "predictor"  # the topic prefix is put in front of it
-    max_batch: int = 2000
+    max_batch: int = 4000
+    max_in_flight: int = 2  # handled batches waiting for acks/commit while the next is handled
     poll_timeout_ms: int = 100
     cache_ttl_s: float = 300.0
     cache_max_entries: int = 100_000
@@ -48,6 +53,8 @@ class PredictorConfig:
     provider_concurrency: int = 32
     unknown_model_wait_s: float = 1.0
     session_timeout_ms: int = 10_000
+    warm_up_timeout_s: float = 30.0
+    tune_gc: bool = True
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PredictorConfig:

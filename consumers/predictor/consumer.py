@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import defaultdict
@@ -26,19 +27,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.cache import RecentIds, ResultCache
 from consumers.predictor.config import PredictorConfig
+from consumers.predictor.delivery import Committer, InFlight, offsets_of
 from consumers.predictor.pipeline import BatchOutcome, PredictionPipeline
 from consumers.predictor.results import HEADERS, Outgoing, error_record
 from consumers.predictor.view import RegistryView
 from consumers.providers.factory import ProviderFactory
 from consumers.routing import ChampionChallengerRouter
 from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
-from registry.kafka.dlq import send_to_dlq
 from registry.settings import Settings
 
 __all__ = ["PredictionConsumer", "PredictorStats"]
@@ -111,6 +112,14 @@ class PredictionConsumer:
         """
         await self.view.start()
         self._sync_view_stats()
+        await self._warm_up()
+        if self.config.tune_gc:
+            # Everything loaded so far (modules, models, the registry view) lives for the
+            # whole process: keep it out of the collector's scans, and collect the young
+            # generation less often (a batch allocates ~10^5 short-lived objects).
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(max(gc.get_threshold()[0], 20_000), 50, 100)
         producer = make_producer(self.settings, linger_ms=5, max_batch_size=1024 * 1024)
         consumer = make_consumer(
             self.settings,
@@ -141,6 +150,14 @@ class PredictionConsumer:
             await self.view.stop()
             await self.factory.aclose()
 
+    async def _warm_up(self) -> None:
+        """Build the providers of the active models and load their model files now, so the
+        first requests do not pay for it (bounded: a slow load only delays readiness)."""
+        active = [s.config for s in self.view.state.models.values() if s.live and s.config.status.serves]
+        providers = [self.factory.get_provider(config) for config in active]
+        if providers:
+            await asyncio.wait([asyncio.ensure_future(p.warm()) for p in providers], timeout=self.config.warm_up_timeout_s)
+
     async def _learn_partitions(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
         self._result_partitions = sorted(await producer.partitions_for(self.results_topic))
         requests = await partitions_of(consumer, self.requests_topic)
@@ -151,31 +168,45 @@ class PredictionConsumer:
     # ------------------------------------------------------------------ the loop
 
     async def _serve(self, stop: asyncio.Event, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        while not stop.is_set():
-            data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch)
-            self._sync_view_stats()
-            if not data:
-                await self._note_idle(consumer)
-                continue
-            fetched_at = time.monotonic()
-            records = [r for recs in data.values() for r in recs]
-            outcome = await self._handle(records, fetched_at)
-            try:
-                await self._deliver(producer, outcome)
-            except KafkaError as exc:
-                # Nothing is committed: rewind and answer the batch again (same answers).
-                self.stats.delivery_retries += 1
-                log.error("producing results failed (%s); retrying the batch", type(exc).__name__)
-                for tp, recs in data.items():
-                    consumer.seek(tp, recs[0].offset)
-                await asyncio.sleep(0.5)
-                continue
-            await self._commit(consumer, data)
-            for request_id in outcome.answered:
-                self.pipeline.recent.add(request_id)
-            self._count(outcome)
-            await self._update_lag(consumer)
-            self.stats.last_progress_monotonic = time.monotonic()
+        committer = Committer(consumer, producer, self._on_done, self.config.max_in_flight)
+        committer.start()
+        try:
+            while not stop.is_set():
+                if committer.failed:
+                    await self._recover(consumer, committer)
+                data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch)
+                self._sync_view_stats()
+                if not data:
+                    await self._note_idle(consumer)
+                    continue
+                fetched_at = time.monotonic()
+                outcome = await self._handle([r for recs in data.values() for r in recs], fetched_at)
+                first, following = offsets_of(data)
+                batch = InFlight(outcome, first, following, await self._submit(producer, outcome))
+                for request_id in outcome.answered:
+                    self.pipeline.recent.add(request_id)  # forgotten again if delivery fails
+                await committer.put(batch)  # waits while max_in_flight batches are pending
+                await self._update_lag(consumer)
+        finally:
+            await committer.stop()
+
+    async def _recover(self, consumer: AIOKafkaConsumer, committer: Committer) -> None:
+        """After a failed delivery: rewind to the first unfinished offsets, forget their ids."""
+        failure = await committer.take_failure()
+        if failure is None:
+            return
+        self.stats.delivery_retries += 1
+        assigned = consumer.assignment()
+        for tp, offset in failure.rewind.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
+        for request_id in failure.request_ids:
+            self.pipeline.recent.discard(request_id)
+        await asyncio.sleep(0.5)  # let a flapping broker settle before trying again
+
+    def _on_done(self, batch: InFlight) -> None:
+        self._count(batch.outcome)
+        self.stats.last_progress_monotonic = time.monotonic()
 
     async def _handle(self, records: list[ConsumerRecord[bytes, bytes]], fetched_at: float) -> BatchOutcome:
         try:
@@ -205,33 +236,27 @@ class PredictionConsumer:
             return parts[out.source_partition % len(parts)]
         return int(self._partitioner(out.key, parts, parts))
 
-    async def _deliver(self, producer: AIOKafkaProducer, outcome: BatchOutcome) -> None:
-        """Produce every result and dead letter; return once all are acknowledged (acks=all)."""
+    async def _submit(self, producer: AIOKafkaProducer, outcome: BatchOutcome) -> list[Any]:
+        """Hand every result to the producer, batched per partition; the futures resolve on
+        acknowledgement. A failure to submit becomes a failed future (the committer rewinds)."""
         by_partition: dict[int, list[Outgoing]] = defaultdict(list)
         for out in outcome.results:
             by_partition[self._partition_of(out)].append(out)
         futures: list[Any] = []
-        for partition, outs in by_partition.items():
-            batch = producer.create_batch()
-            for out in outs:
-                if batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS) is None:
-                    futures.append(await producer.send_batch(batch, self.results_topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS)
-            futures.append(await producer.send_batch(batch, self.results_topic, partition=partition))
-        for record, reason in outcome.dead:
-            await send_to_dlq(producer, record, reason)
-        if futures:
-            await asyncio.gather(*futures)
-
-    async def _commit(self, consumer: AIOKafkaConsumer, data: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        offsets = {tp: recs[-1].offset + 1 for tp, recs in data.items() if recs}
         try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # A rebalance took these partitions away; their next owner answers the batch
-            # again, with the same answers. Nothing is lost.
-            log.warning("offset commit refused after a rebalance (%s)", type(exc).__name__)
+            for partition, outs in by_partition.items():
+                batch = producer.create_batch()
+                for out in outs:
+                    if batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS) is None:
+                        futures.append(await producer.send_batch(batch, self.results_topic, partition=partition))
+                        batch = producer.create_batch()
+                        batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS)
+                futures.append(await producer.send_batch(batch, self.results_topic, partition=partition))
+        except KafkaError as exc:
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            futures.append(failed)
+        return futures
 
     # ------------------------------------------------------------------ stats
 

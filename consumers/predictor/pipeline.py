@@ -35,13 +35,14 @@ from consumers.errors import (
 )
 from consumers.messages import PredictionRequest
 from consumers.predictor.config import PredictorConfig
-from consumers.predictor.results import Outgoing, error_record, result_record
+from consumers.predictor.results import Outgoing, ResultWriter, error_record
 from consumers.predictor.view import RegistryView
 from consumers.providers.factory import ProviderFactory
 from consumers.providers.mock import mock_output
 from consumers.routing import ChampionChallengerRouter, Route
 from registry.domain.errors import describe_validation_error
 from registry.domain.rules import ModelState
+from registry.domain.types import Status
 
 __all__ = ["BatchOutcome", "PredictionPipeline", "Work"]
 
@@ -119,8 +120,9 @@ class PredictionPipeline:
         await self._predict([w for w in works if w.failure is None and w.output is MISSING and w.served is not None])
         await self._fallback_to_champion(works)
         self._fallback_to_mock(works)
+        writer = ResultWriter(now, t0)
         for w in works:
-            outcome.results.append(result_record(w, now, t0))
+            outcome.results.append(writer.record(w))
             outcome.answered.append(w.request.id)
             if w.failure is not None:
                 outcome.errors += 1
@@ -173,20 +175,23 @@ class PredictionPipeline:
 
     async def _route(self, works: list[Work], fetched_at: float) -> None:
         view = self.view
-        if self.config.unknown_model_wait_s > 0 and any(view.model(w.request.model_id) is None for w in works):
+        states = [view.model(w.request.model_id) for w in works]
+        if self.config.unknown_model_wait_s > 0 and None in states:
             # A model registered just before its first request: let the view catch up once.
-            await view.refreshed(fetched_at, self.config.unknown_model_wait_s)
-        for w in works:
+            if await view.refreshed(fetched_at, self.config.unknown_model_wait_s):
+                states = [view.model(w.request.model_id) for w in works]
+        route_of = self.router.route
+        for w, state in zip(works, states, strict=True):
             req = w.request
-            state = view.model(req.model_id)
             if state is None:
                 w.failure = ModelNotFound(f"no model '{req.model_id}' is registered")
                 continue
-            route = self.router.route(state, view.pair(req.model_id), req.routing_unit, req.id)
-            w.route, w.served = route, route.served
-            if not route.served.status.serves:
+            route = route_of(state, view.pair(req.model_id), req.unit_id or req.id, req.id)
+            w.route = route
+            served = w.served = route.served
+            if served.config.status is not Status.ACTIVE:
                 w.failure = ModelNotActive(
-                    f"model '{route.served.model_id}' is {route.served.status}; only active models serve predictions"
+                    f"model '{served.model_id}' is {served.status}; only active models serve predictions"
                 )
 
     # ------------------------------------------------------------------ cache + predict
@@ -195,13 +200,14 @@ class PredictionPipeline:
         cache = self.cache
         if not cache.enabled:
             return
+        now = time.perf_counter()
         for w in works:
             if w.failure is not None or w.served is None:
                 continue
             w.key = (w.served.model_id, w.served.config.version, input_hash(w.request.input))
             hit = cache.get(w.key)
             if hit is not MISSING:
-                w.output, w.cached, w.done_at = hit, True, time.perf_counter()
+                w.output, w.cached, w.done_at = hit, True, now
                 outcome.cache_hits += 1
 
     async def _predict(self, works: list[Work]) -> None:

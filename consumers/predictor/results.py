@@ -7,25 +7,26 @@ two cannot drift apart. Fields that are None are left out (the model's defaults)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from hashlib import sha1
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from aiokafka import ConsumerRecord
 
-from consumers.messages import result_id
+from consumers.messages import _RESULT_NS
 
 if TYPE_CHECKING:
     from consumers.predictor.pipeline import Work
+    from consumers.routing import Route
+    from registry.domain.rules import ModelState
 
-__all__ = ["HEADERS", "Outgoing", "error_record", "result_record"]
+__all__ = ["HEADERS", "Outgoing", "ResultWriter", "error_record", "fast_result_id"]
 
 HEADERS = [("type", b"PredictionResult")]
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+class Outgoing(NamedTuple):
     """A result to produce: same key as its request; ``source_partition`` is the request's."""
 
     key: bytes | None
@@ -34,48 +35,83 @@ class Outgoing:
     request_id: str | None
 
 
-def _put(out: dict[str, Any], name: str, value: Any) -> None:
-    if value is not None:
-        out[name] = value
+_NS = _RESULT_NS.bytes
 
 
-def result_record(w: Work, now: str, t0: float) -> Outgoing:
-    """The result of one request (an error result when it failed)."""
-    req = w.request
-    route, served = w.route, w.served
-    out: dict[str, Any] = {
-        "type": "PredictionResult",
-        "schema_version": 1,
-        "occurred_at": now,
-        "id": result_id(req.id),
-        "request_id": req.id,
-        "requested_model_id": req.model_id,
-        "variant": route.variant if route is not None else "none",
-        "latency_ms": round(max(0.0, (w.done_at or t0) - t0) * 1000, 3),
-        "cached": w.cached,
-    }
-    _put(out, "correlation_id", req.correlation_id)
-    _put(out, "unit_id", req.unit_id)
-    if served is not None:
-        out["served_model_id"] = served.model_id
-        out["served_version"] = served.config.version
-        out["provider"] = str(served.config.provider)
-    if route is not None:
-        _put(out, "test_id", route.test_id)
-        _put(out, "split_version", route.split_version)
-    _put(out, "fallback", w.fallback)
-    _put(out, "fallback_reason", w.fallback_reason)
-    if w.failure is not None:
-        out["error"] = w.failure.as_dict()
-    else:
-        out["output"] = w.output
-    try:
-        value = orjson.dumps(out, option=_OPTIONS)
-    except TypeError:
-        out.pop("output", None)
-        out["error"] = {"code": "ProviderBadResponse", "message": "the provider's output is not JSON-serialisable"}
-        value = orjson.dumps(out, option=_OPTIONS)
-    return Outgoing(w.record.key, value, w.record.partition, req.id)
+_VARIANT_NIBBLE = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
+
+
+def fast_result_id(request_id: str) -> str:
+    """``consumers.messages.result_id`` (a UUID5), without building ``uuid.UUID`` objects.
+
+    RFC 4122 section 4.3: the first 16 bytes of SHA-1(namespace + name), with the version
+    nibble set to 5 and the variant bits to 10.
+    """
+    h = sha1(_NS + request_id.encode(), usedforsecurity=False).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_NIBBLE[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+class ResultWriter:
+    """Builds one batch's result records. The fields a request shares with the others of its
+    route (model ids, version, variant, test...) are assembled once per route and copied."""
+
+    def __init__(self, now: str, t0: float) -> None:
+        self.now = now
+        self.t0 = t0
+        self._templates: dict[tuple[str, int, int], tuple[Route | None, ModelState | None, dict[str, Any]]] = {}
+        self._latency: dict[float, float] = {}  # done_at -> ms: a group finishes at one instant
+
+    def _template(self, requested: str, route: Route | None, served: ModelState | None) -> dict[str, Any]:
+        key = (requested, id(route), id(served))
+        hit = self._templates.get(key)
+        if hit is not None and hit[0] is route and hit[1] is served:
+            return hit[2]
+        out: dict[str, Any] = {
+            "type": "PredictionResult",
+            "schema_version": 1,
+            "occurred_at": self.now,
+            "requested_model_id": requested,
+            "variant": route.variant if route is not None else "none",
+        }
+        if served is not None:
+            out["served_model_id"] = served.model_id
+            out["served_version"] = served.config.version
+            out["provider"] = str(served.config.provider)
+        if route is not None and route.test_id is not None:
+            out["test_id"] = route.test_id
+            out["split_version"] = route.split_version
+        self._templates[key] = (route, served, out)  # route and served stay alive: ids stay unique
+        return out
+
+    def record(self, w: Work) -> Outgoing:
+        """The result of one request (an error result when it failed)."""
+        req = w.request
+        out = self._template(req.model_id, w.route, w.served).copy()
+        out["id"] = fast_result_id(req.id)
+        out["request_id"] = req.id
+        latency = self._latency.get(w.done_at)
+        if latency is None:
+            latency = self._latency[w.done_at] = round(max(0.0, (w.done_at or self.t0) - self.t0) * 1000, 3)
+        out["latency_ms"] = latency
+        out["cached"] = w.cached
+        if req.unit_id is not None:
+            out["unit_id"] = req.unit_id
+        if req.correlation_id is not None:
+            out["correlation_id"] = req.correlation_id
+        if w.fallback is not None:
+            out["fallback"] = w.fallback
+            out["fallback_reason"] = w.fallback_reason
+        if w.failure is not None:
+            out["error"] = w.failure.as_dict()
+        else:
+            out["output"] = w.output
+        try:
+            value = orjson.dumps(out, option=_OPTIONS)
+        except TypeError:
+            out.pop("output", None)
+            out["error"] = {"code": "ProviderBadResponse", "message": "the provider's output is not JSON-serialisable"}
+            value = orjson.dumps(out, option=_OPTIONS)
+        return Outgoing(w.record.key, value, w.record.partition, req.id)
 
 
 def error_record(record: ConsumerRecord[bytes, bytes], reason: str, now: str) -> Outgoing | None:
@@ -94,7 +130,7 @@ def error_record(record: ConsumerRecord[bytes, bytes], reason: str, now: str) ->
         "type": "PredictionResult",
         "schema_version": 1,
         "occurred_at": now,
-        "id": result_id(request_id),
+        "id": fast_result_id(request_id),
         "request_id": request_id,
         "requested_model_id": model_id[:256] if isinstance(model_id, str) else "",
         "variant": "none",

@@ -145,6 +145,9 @@ class ModelProvider(ABC):
     async def aclose(self) -> None:
         """Release connections and loaded models."""
 
+    async def warm(self) -> None:
+        """Load what the first call would load (a model file), so it does not wait. Never raises."""
+
     async def guarded(self, call: Callable[[], Awaitable[T]]) -> T | PredictionFailure:
         """Run ``call`` under the policy: timeout per attempt, retries with backoff for
         transient failures. Returns the failure of the last attempt instead of raising."""

@@ -58,6 +58,12 @@ class _FrameworkProvider(ModelProvider):
                         raise ProviderConfigInvalid(f"{self.spec.label}: model file {self.model_path} does not exist") from None
         return framework, self._model
 
+    async def warm(self) -> None:
+        try:
+            await self._loaded()
+        except Exception:  # noqa: BLE001, S110 - the first prediction reports the failure
+            pass
+
     def _row(self, value: Any) -> list[float]:
         if isinstance(value, dict) and self.features is not None:
             if any(f not in value for f in self.features):

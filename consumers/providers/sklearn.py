@@ -15,6 +15,7 @@ registry's configuration, which only its operators write).
 from __future__ import annotations
 
 import asyncio
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,10 @@ from registry.domain.types import ModelType
 __all__ = ["SklearnProvider"]
 
 _VALUE_TYPES = frozenset({ModelType.REGRESSION, ModelType.FORECASTING})
+# Unpickling imports modules; two threads importing the same modules at once can see a
+# partly initialised module, so model files load one at a time.
+_LOAD_LOCK = threading.Lock()
+_NUMBER_TYPES = frozenset({int, float})
 
 
 class SklearnProvider(ModelProvider):
@@ -46,13 +51,20 @@ class SklearnProvider(ModelProvider):
                     self._model = await asyncio.to_thread(self._load)
         return self._model
 
+    async def warm(self) -> None:
+        try:
+            await self._loaded()
+        except Exception:  # noqa: BLE001, S110 - the first prediction reports the failure
+            pass
+
     def _load(self) -> Any:
         try:
             import joblib
         except ImportError:  # pragma: no cover - joblib ships with scikit-learn
             raise ProviderNotInstalled("scikit-learn models need scikit-learn: pip install 'model-registry[sklearn]'") from None
         try:
-            model = joblib.load(self.model_path)
+            with _LOAD_LOCK:
+                model = joblib.load(self.model_path)
         except FileNotFoundError:
             raise ProviderConfigInvalid(f"{self.spec.label}: model file {self.model_path} does not exist") from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a config problem
@@ -88,26 +100,45 @@ class SklearnProvider(ModelProvider):
         except Exception as exc:  # noqa: BLE001
             failure = as_failure(exc, self.spec)
             return [failure] * len(inputs)
+        rows = self._fast_rows(inputs)
+        if rows is not None:  # every input is well formed: one vectorised call
+            return self._predict_or_fail(model, rows)
         results: list[Any] = [None] * len(inputs)
-        rows: list[list[float]] = []
+        good: list[list[float]] = []
         where: list[int] = []
         for i, value in enumerate(inputs):
             try:
-                rows.append(self._row(value))
+                good.append(self._row(value))
                 where.append(i)
             except PredictionFailure as failure:
                 results[i] = failure
-        if rows:
-            try:
-                outputs = self._predict(model, rows)
-            except Exception as exc:  # noqa: BLE001 - e.g. a wrong number of features
-                failure = InvalidInput(f"{self.spec.label} could not predict: {type(exc).__name__}: {exc}"[:300])
-                outputs = [failure] * len(rows)
-            for i, out in zip(where, outputs, strict=True):
+        if good:
+            for i, out in zip(where, self._predict_or_fail(model, good), strict=True):
                 results[i] = out
         return results
 
-    def _predict(self, model: Any, rows: list[list[float]]) -> list[Any]:
+    def _fast_rows(self, inputs: Sequence[Any]) -> list[list[Any]] | None:
+        """The feature rows when every input is a complete mapping of int/float values
+        (the common case), else None (then each input is checked on its own)."""
+        features = self._features
+        if features is None:
+            return None
+        try:
+            rows = [[value[f] for f in features] for value in inputs]
+        except (KeyError, TypeError, IndexError):
+            return None
+        if not {type(v) for row in rows for v in row} <= _NUMBER_TYPES:
+            return None  # bools, strings, None...: the slow path names the problem
+        return rows
+
+    def _predict_or_fail(self, model: Any, rows: list[list[Any]]) -> list[Any]:
+        try:
+            return self._predict(model, rows)
+        except Exception as exc:  # noqa: BLE001 - e.g. a wrong number of features
+            failure = InvalidInput(f"{self.spec.label} could not predict: {type(exc).__name__}: {exc}"[:300])
+            return [failure] * len(rows)
+
+    def _predict(self, model: Any, rows: list[list[Any]]) -> list[Any]:
         import numpy as np
 
         x = np.asarray(rows, dtype=float)
