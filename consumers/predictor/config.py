@@ -23,6 +23,8 @@ _ENV = {
     "provider_retries": "PREDICTOR_PROVIDER_RETRIES",
     "provider_backoff_s": "PREDICTOR_PROVIDER_BACKOFF_S",
     "provider_concurrency": "PREDICTOR_PROVIDER_CONCURRENCY",
+    "breaker_threshold": "PREDICTOR_BREAKER_THRESHOLD",
+    "breaker_cooldown_s": "PREDICTOR_BREAKER_COOLDOWN_S",
     "unknown_model_wait_s": "PREDICTOR_UNKNOWN_MODEL_WAIT_S",
     "session_timeout_ms": "PREDICTOR_SESSION_TIMEOUT_MS",
     "warm_up_timeout_s": "PREDICTOR_WARM_UP_TIMEOUT_S",
@@ -51,6 +53,8 @@ class PredictorConfig:
     provider_retries: int = 2
     provider_backoff_s: float = 0.05
     provider_concurrency: int = 32
+    breaker_threshold: int = 20
+    breaker_cooldown_s: float = 5.0
     unknown_model_wait_s: float = 1.0
     session_timeout_ms: int = 10_000
     warm_up_timeout_s: float = 30.0
@@ -82,4 +86,6 @@ class PredictorConfig:
             retries=self.provider_retries,
             backoff_s=self.provider_backoff_s,
             concurrency=self.provider_concurrency,
+            breaker_threshold=self.breaker_threshold,
+            breaker_cooldown_s=self.breaker_cooldown_s,
         )

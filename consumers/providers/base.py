@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,11 +24,12 @@ from consumers.errors import (
     ProviderConfigInvalid,
     ProviderFailed,
     ProviderTimeout,
+    ProviderUnavailable,
 )
 from consumers.providers.secrets import Secret, redact, resolve_reference
 from registry.domain.types import ModelConfig, ModelType, Provider
 
-__all__ = ["BrokenProvider", "CallPolicy", "ModelProvider", "ProviderSpec", "RemoteProvider", "as_failure"]
+__all__ = ["BrokenProvider", "CallPolicy", "CircuitBreaker", "ModelProvider", "ProviderSpec", "RemoteProvider", "as_failure"]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -35,12 +37,44 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class CallPolicy:
-    """Timeout per attempt, retries of transient failures, and concurrent calls per provider."""
+    """Timeout per attempt, retries of transient failures, concurrent calls per provider, and
+    the circuit breaker: after ``breaker_threshold`` transient failures in a row, calls fail
+    fast for ``breaker_cooldown_s`` (so an outage costs one timeout, not one per request)."""
 
     timeout_s: float = 10.0
     retries: int = 2
     backoff_s: float = 0.05
     concurrency: int = 32
+    breaker_threshold: int = 20
+    breaker_cooldown_s: float = 5.0
+
+
+class CircuitBreaker:
+    """Counts transient failures in a row; opens for a cool-down when they reach the threshold.
+
+    After the cool-down one call goes through (half-open): a success closes the breaker, a
+    failure opens it again at once.
+    """
+
+    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.threshold = max(1, threshold)
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._failures = 0
+        self._open_until = 0.0
+
+    def retry_in(self) -> float:
+        """Seconds until calls are allowed again (0: allowed now)."""
+        return max(0.0, self._open_until - self._clock())
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self._failures = 0
+            return
+        self._failures += 1
+        if self._failures >= self.threshold:
+            self._open_until = self._clock() + self.cooldown_s
+            self._failures = self.threshold - 1  # half-open afterwards: one more failure reopens
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +110,8 @@ class ProviderSpec:
             retries=int(self.number("retries", p.retries, minimum=0)),
             backoff_s=self.number("retryBackoffS", p.backoff_s, minimum=0),
             concurrency=int(self.number("maxConcurrency", p.concurrency, minimum=1)),
+            breaker_threshold=int(self.number("breakerThreshold", p.breaker_threshold, minimum=1)),
+            breaker_cooldown_s=self.number("breakerCooldownS", p.breaker_cooldown_s, minimum=0),
         )
         return ProviderSpec(
             self.model_id, self.version, self.model_type, self.provider, self.endpoint, self.credentials, self.settings, policy
@@ -134,6 +170,7 @@ class ModelProvider(ABC):
 
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
+        self.breaker = CircuitBreaker(spec.policy.breaker_threshold, spec.policy.breaker_cooldown_s)
 
     @abstractmethod
     async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
@@ -148,20 +185,34 @@ class ModelProvider(ABC):
     async def warm(self) -> None:
         """Load what the first call would load (a model file), so it does not wait. Never raises."""
 
-    async def guarded(self, call: Callable[[], Awaitable[T]]) -> T | PredictionFailure:
+    async def guarded(self, call: Callable[[], Awaitable[T]], *, retries: int | None = None) -> T | PredictionFailure:
         """Run ``call`` under the policy: timeout per attempt, retries with backoff for
         transient failures. Returns the failure of the last attempt instead of raising."""
         policy = self.spec.policy
+        retries = policy.retries if retries is None else retries
         failure: PredictionFailure = ProviderFailed(f"{self.spec.label}: not called")
-        for attempt in range(policy.retries + 1):
+        breaker = self.breaker
+        for attempt in range(retries + 1):
+            wait = breaker.retry_in()
+            if wait > 0:
+                return ProviderUnavailable(
+                    f"{self.spec.label}: calls paused for {wait:.1f}s after repeated failures (last: {failure.code})"
+                    if attempt
+                    else f"{self.spec.label}: calls paused for {wait:.1f}s after repeated failures"
+                )
             try:
                 async with asyncio.timeout(policy.timeout_s):
-                    return await call()
+                    result = await call()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure becomes a typed result
                 failure = as_failure(exc, self.spec)
-            if not failure.transient or attempt == policy.retries:
+            else:
+                breaker.record(True)
+                return result
+            if failure.transient:
+                breaker.record(False)
+            if not failure.transient or attempt == retries:
                 break
             delay = policy.backoff_s * (2**attempt) * (0.5 + random.random())  # noqa: S311 - jitter
             await asyncio.sleep(delay)

@@ -9,12 +9,14 @@ should be quick (rules, lookups); put slow work behind an ``async`` function. It
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from consumers.errors import ProviderBadResponse, ProviderConfigInvalid
+from consumers.errors import PredictionFailure, ProviderBadResponse, ProviderConfigInvalid
 from consumers.providers.base import ProviderSpec, RemoteProvider, as_failure
 
 __all__ = ["CustomProvider", "load_callable"]
@@ -59,11 +61,25 @@ class CustomProvider(RemoteProvider):
         except Exception as exc:  # noqa: BLE001 - reported in the input's slot
             return as_failure(exc, self.spec)
 
+    async def _sync_batch(self, inputs: Sequence[Any]) -> list[Any]:
+        """A sync function runs inline (it cannot be timed out). Transient failures are
+        retried in rounds: one backoff per round for the whole batch, not one per input."""
+        outputs = [self._call_sync(v) for v in inputs]
+        policy = self.spec.policy
+        for attempt in range(policy.retries):
+            pending = [i for i, out in enumerate(outputs) if isinstance(out, PredictionFailure) and out.transient]
+            if not pending:
+                break
+            await asyncio.sleep(policy.backoff_s * (2**attempt) * (0.5 + random.random()))  # noqa: S311 - jitter
+            for i in pending:
+                outputs[i] = self._call_sync(inputs[i])
+        return outputs
+
     async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
         if not self.batch:
             if self.is_async:
                 return await super().predict_batch(inputs)  # concurrent, under the call policy
-            return [self._call_sync(v) for v in inputs]  # a sync function cannot be timed out
+            return await self._sync_batch(inputs)
         outputs = await self.guarded(lambda: self.predict_one(list(inputs)))
         if not isinstance(outputs, list) or len(outputs) != len(inputs):
             if not isinstance(outputs, Exception):

@@ -1,7 +1,7 @@
 """openai: the OpenAI API through the official ``openai`` SDK.
 
 Settings: ``model`` (required), ``api`` (``chat``, the default, or ``embeddings``),
-``systemPrompt``, ``temperature``, ``maxTokens``, ``parseJson`` (parse the answer text as
+``systemPrompt``, ``temperature``, ``maxOutput`` (``max_tokens``), ``parseJson`` (parse the answer text as
 JSON: the output is then that value). ``endpoint`` (or ``baseUrl``) points the SDK at any
 OpenAI-compatible server. ``credentials.apiKey`` is a reference resolved by the SDK's key
 provider at every request; without it the SDK sends a placeholder (for local servers).
@@ -60,7 +60,7 @@ class OpenAIProvider(RemoteProvider):
             raise ProviderConfigInvalid(f"{spec.label}: providerConfig.api must be 'chat' or 'embeddings'")
         self.system: str | None = spec.setting("systemPrompt", None)
         self.temperature: float | None = spec.setting("temperature", None, (int, float))
-        self.max_tokens: int | None = spec.setting("maxTokens", None, int)
+        self.max_tokens: int | None = spec.setting("maxOutput", None, int)
         self.parse_json: bool = spec.setting("parseJson", False, bool)
         base_url = spec.endpoint or spec.setting("baseUrl", None)
         self.client = openai.AsyncOpenAI(

@@ -19,7 +19,7 @@ from registry.domain.types import is_secret_reference
 __all__ = ["Secret", "redact", "resolve_reference"]
 
 _REDACTED = "***"
-_MIN_LEN = 4  # shorter values would redact ordinary words; references enforce real secrets
+_MIN_LEN = 8  # shorter values would redact ordinary words (real keys are far longer)
 _revealed: set[str] = set()
 _lock = threading.Lock()
 

@@ -42,6 +42,7 @@ class SklearnProvider(ModelProvider):
         features = spec.setting("features", None, list)
         self._features: list[str] | None = [str(f) for f in features] if features else None
         self._model: Any = None
+        self._width: int | None = len(self._features) if self._features else None
         self._load_lock = asyncio.Lock()
 
     async def _loaded(self) -> Any:
@@ -73,6 +74,9 @@ class SklearnProvider(ModelProvider):
             raise ProviderConfigInvalid(f"{self.spec.label}: {self.model_path} holds no estimator (no predict)")
         if self._features is None and hasattr(model, "feature_names_in_"):
             self._features = [str(f) for f in model.feature_names_in_]
+        width = getattr(model, "n_features_in_", None)
+        if isinstance(width, int):
+            self._width = width
         return model
 
     def _row(self, value: Any) -> list[float]:
@@ -84,6 +88,8 @@ class SklearnProvider(ModelProvider):
                 raise InvalidInput(f"missing feature(s) {', '.join(missing[:10])} for '{self.spec.model_id}'")
             row = [value[f] for f in self._features]
         elif isinstance(value, list):
+            if self._width is not None and len(value) != self._width:
+                raise InvalidInput(f"'{self.spec.model_id}' takes {self._width} features, got {len(value)}")
             row = value
         else:
             raise InvalidInput(f"'{self.spec.model_id}' takes a mapping of features or a list of numbers")
