@@ -12,6 +12,7 @@ __all__ = ["PredictorConfig"]
 
 _ENV = {
     "group_id": "PREDICTOR_GROUP_ID",
+    "assignment": "PREDICTOR_ASSIGNMENT",
     "max_batch": "PREDICTOR_MAX_BATCH",
     "max_in_flight": "PREDICTOR_MAX_IN_FLIGHT",
     "poll_timeout_ms": "PREDICTOR_POLL_TIMEOUT_MS",
@@ -42,6 +43,10 @@ class PredictorConfig:
     """
 
     group_id: str = "predictor"  # the topic prefix is put in front of it
+    # "group": partitions shared by the members of the consumer group (scale out);
+    # "all": this instance reads every partition, committing to the same group id (one
+    # instance; starts at once, resumes at once after a crash).
+    assignment: str = "group"
     max_batch: int = 4000
     max_in_flight: int = 2  # handled batches waiting for acks/commit while the next is handled
     poll_timeout_ms: int = 100
@@ -59,6 +64,12 @@ class PredictorConfig:
     session_timeout_ms: int = 10_000
     warm_up_timeout_s: float = 30.0
     tune_gc: bool = True
+
+    def __post_init__(self) -> None:
+        if self.assignment not in {"group", "all"}:
+            raise ValueError(f"assignment must be 'group' or 'all', not {self.assignment!r}")
+        if self.max_batch < 1 or self.max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be at least 1")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> PredictorConfig:

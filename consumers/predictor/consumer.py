@@ -121,9 +121,10 @@ class PredictionConsumer:
             gc.freeze()
             gc.set_threshold(max(gc.get_threshold()[0], 20_000), 50, 100)
         producer = make_producer(self.settings, linger_ms=5, max_batch_size=1024 * 1024)
+        group_mode = self.config.assignment == "group"
         consumer = make_consumer(
             self.settings,
-            self.requests_topic,
+            *([self.requests_topic] if group_mode else []),
             group_id=f"{self.settings.topic_prefix}{self.config.group_id}",
             session_timeout_ms=self.config.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.config.session_timeout_ms // 3),
@@ -161,6 +162,10 @@ class PredictionConsumer:
     async def _learn_partitions(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
         self._result_partitions = sorted(await producer.partitions_for(self.results_topic))
         requests = await partitions_of(consumer, self.requests_topic)
+        if self.config.assignment == "all":
+            # One instance reads every partition, resuming from the group's committed offsets;
+            # no group membership, so no join delay and no wait for a dead member's session.
+            consumer.assign(requests)
         # Same partition count: a result goes to its request's partition number, which is
         # where the default partitioner puts the same key, without hashing it again.
         self._same_partitioning = len(requests) == len(self._result_partitions)

@@ -219,7 +219,7 @@ async def dlq_records(settings: Settings) -> list[Any]:
 @contextlib.asynccontextmanager
 async def running_consumer(settings: Settings, **kwargs: Any) -> AsyncIterator[PredictionConsumer]:
     """A PredictionConsumer running as a task until the block ends (then stopped cleanly)."""
-    config = kwargs.pop("config", None) or PredictorConfig(session_timeout_ms=6000, provider_backoff_s=0.01)
+    config = kwargs.pop("config", None) or PredictorConfig(session_timeout_ms=6000, provider_backoff_s=0.01, assignment="all")
     consumer = PredictionConsumer(settings, config=config, **kwargs)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
