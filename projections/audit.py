@@ -128,12 +128,25 @@ def _utc(value: datetime | None) -> datetime | None:
 async def _time_bound(consumer: AIOKafkaConsumer, tp: TopicPartition, when: datetime) -> int | None:
     """The first offset at or after ``when`` if the broker answers it credibly, else None.
 
-    Returns -1 when the broker says no record is that late.
+    Returns -1 when the broker says no record is that late. An answer is credible when the
+    record at the offset it names carries the timestamp it claims (the embedded broker
+    answers offset 0 with the current time whatever is asked).
     """
     answer = (await consumer.offsets_for_times({tp: int(when.timestamp() * 1000)})).get(tp)
     if answer is None:
         return -1
-    return answer.offset if answer.timestamp >= 0 else None
+    if answer.timestamp < 0:
+        return None
+    consumer.seek(tp, answer.offset)
+    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=1)
+    records = batch.get(tp, [])
+    if (
+        not records
+        or records[0].offset != answer.offset
+        or records[0].timestamp != answer.timestamp
+    ):
+        return None
+    return int(answer.offset)
 
 
 async def _ranges(

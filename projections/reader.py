@@ -95,6 +95,9 @@ class ProjectionReader:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
+        # Lookups jump around a large file: keep its pages mapped and cached across queries.
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA mmap_size = 268435456")
         row = conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
         ).fetchone()
@@ -163,7 +166,11 @@ class ProjectionReader:
         sql = f"SELECT {MODEL_COLUMNS} FROM models"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [ModelView(r) for r in self._query(sql + " ORDER BY model_id", tuple(params))]
+        # Sorted here, not by SQL: an ORDER BY can tempt the planner into a full scan in id
+        # order instead of the filter's index.
+        rows = self._query(sql, tuple(params))
+        rows.sort()
+        return [ModelView(r) for r in rows]
 
     async def list_versions(self, model_id: str) -> list[VersionView]:
         """Every version the id has carried, oldest first."""

@@ -16,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from registry.domain.messages import (
     RegistryCleared,
 )
 from registry.domain.rules import ModelState, RegistryState, RevisionGap
-from registry.domain.types import Metrics, ModelConfig, SemVer
+from registry.domain.types import Metrics, ModelConfig
 
 __all__ = [
     "BatchRows",
@@ -74,6 +75,20 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat(timespec="microseconds")
 
 
+_ISO_MEMO: dict[datetime, str] = {}
+
+
+def _iso_memo(value: datetime) -> str:
+    """``iso`` for times formatted again and again (a model's registration and update times
+    are written with every batch that touches it): formatting costs more than a lookup."""
+    text = _ISO_MEMO.get(value)
+    if text is None:
+        if len(_ISO_MEMO) > 100_000:
+            _ISO_MEMO.clear()
+        text = _ISO_MEMO[value] = iso(value) or ""
+    return text
+
+
 _HEADERS_CACHE: dict[tuple[tuple[str, bytes], ...], str] = {}
 
 
@@ -90,13 +105,19 @@ def headers_json(headers: Sequence[tuple[str, bytes]] | None) -> str:
 
 def config_json(config: ModelConfig) -> str:
     """The wire form of a config. Only references can be in it: ``ModelConfig`` refuses secrets."""
-    return orjson.dumps(config.wire()).decode()
+    return config.model_dump_json(by_alias=True, exclude_none=True)
 
 
 def _metrics_json(metrics: Metrics | None) -> str | None:
     if metrics is None:
         return None
-    return orjson.dumps(metrics.model_dump(mode="json", by_alias=True, exclude_none=True)).decode()
+    return metrics.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _release(version: str) -> tuple[int, int, int]:
+    """(major, minor, patch) of a version ``ModelConfig`` has validated already."""
+    major, minor, patch = version.split("+", 1)[0].split("-", 1)[0].split(".")
+    return int(major), int(minor), int(patch)
 
 
 def model_row(
@@ -117,14 +138,14 @@ def model_row(
         config_text if config_text is not None else config_json(cfg),
         _metrics_json(cfg.metrics),
         state.revision,
-        iso(state.registered_at),
-        iso(state.updated_at),
+        _iso_memo(state.registered_at),
+        _iso_memo(state.updated_at),
         ab.test_id if ab else None,
         ab.champion_model_id if ab else None,
         ab.traffic_percentage if ab else None,
         ab.routing if ab else None,
         ab.split_version if ab else None,
-        iso(ab.started_at) if ab else None,
+        _iso_memo(ab.started_at) if ab else None,
         partition,
         offset,
     )
@@ -160,6 +181,18 @@ class BatchRows:
 
 def fold_batch(state: RegistryState, records: Iterable[RecordLike]) -> BatchRows:
     """Apply ``records`` (in log order) to ``state`` and return the rows to write."""
+    # The fold allocates many short-lived objects and no reference cycles: the cyclic
+    # collector would only rescan the (large, long-lived) state over and over meanwhile.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _fold(state, records)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _fold(state: RegistryState, records: Iterable[RecordLike]) -> BatchRows:
     rows = BatchRows()
     for record in records:
         rows.records += 1
@@ -253,7 +286,7 @@ def _fold_model_event(
         _gap(rows, event, record, gap)
         return
     after = state.models[event.model_id]
-    at = iso(event.occurred_at)
+    at = _iso_memo(event.occurred_at)  # its model's updated_at: formatted again with the model row
     rows.events.append(_event_row(event, record, 1, at))
     rows.applied += 1
     _diff(before, after, event, record, rows, at)
@@ -330,14 +363,14 @@ def _diff_version(
     if fresh or before is None or before.config.version != cfg.version:
         if before is not None and before.config.version != cfg.version:
             rows.superseded.append((at or "", mid, before.config.version))
-        v = SemVer(cfg.version)
+        major, minor, patch = _release(cfg.version)
         rows.versions.append(
             (
                 mid,
                 cfg.version,
-                v.major,
-                v.minor,
-                v.patch,
+                major,
+                minor,
+                patch,
                 str(cfg.status),
                 config_json(cfg),
                 _metrics_json(cfg.metrics),

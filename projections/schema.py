@@ -168,8 +168,10 @@ TABLES: tuple[str, ...] = (
 
 # Secondary indexes; a rebuild creates them after the bulk load (faster than maintaining them).
 INDEXES: tuple[str, ...] = (
-    "CREATE INDEX IF NOT EXISTS models_type_status ON models(type, status)",
-    "CREATE INDEX IF NOT EXISTS models_status ON models(status)",
+    # Filters on (type, status, provider) are answered inside an index: a model row is read
+    # only when it matches, whichever combination is asked.
+    "CREATE INDEX IF NOT EXISTS models_type_status ON models(type, status, provider)",
+    "CREATE INDEX IF NOT EXISTS models_status ON models(status, provider)",
     "CREATE INDEX IF NOT EXISTS models_provider_status ON models(provider, status)",
     "CREATE INDEX IF NOT EXISTS models_updated_at ON models(updated_at)",
     "CREATE INDEX IF NOT EXISTS models_champion ON models(champion_model_id) WHERE champion_model_id IS NOT NULL",
