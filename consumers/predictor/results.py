@@ -14,6 +14,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from consumers.messages import _RESULT_NS
+from consumers.providers.secrets import redact_bytes
 
 if TYPE_CHECKING:
     from consumers.predictor.pipeline import Work
@@ -111,7 +112,9 @@ class ResultWriter:
             out.pop("output", None)
             out["error"] = {"code": "ProviderBadResponse", "message": "the provider's output is not JSON-serialisable"}
             value = orjson.dumps(out, option=_OPTIONS)
-        return Outgoing(w.record.key, value, w.record.partition, req.id)
+        # A provider's answer could echo a credential back (a buggy or hostile endpoint): a
+        # resolved secret never leaves in a result.
+        return Outgoing(w.record.key, redact_bytes(value), w.record.partition, req.id)
 
 
 def error_record(record: ConsumerRecord[bytes, bytes], reason: str, now: str) -> Outgoing | None:

@@ -13,14 +13,17 @@ import os
 import threading
 from pathlib import Path
 
+import orjson
+
 from consumers.errors import CredentialUnavailable
 from registry.domain.types import is_secret_reference
 
-__all__ = ["Secret", "redact", "resolve_reference"]
+__all__ = ["Secret", "redact", "redact_bytes", "resolve_reference"]
 
 _REDACTED = "***"
 _MIN_LEN = 8  # shorter values would redact ordinary words (real keys are far longer)
 _revealed: set[str] = set()
+_revealed_bytes: tuple[bytes, ...] = ()  # the same values, UTF-8 and JSON-escaped, for redact_bytes
 _lock = threading.Lock()
 
 
@@ -35,9 +38,8 @@ class Secret:
 
     def reveal(self) -> str:
         """The value; it is remembered so that ``redact`` can scrub it from any text."""
-        if len(self._value) >= _MIN_LEN:
-            with _lock:
-                _revealed.add(self._value)
+        if len(self._value) >= _MIN_LEN and self._value not in _revealed:
+            _remember(self._value)
         return self._value
 
     def __repr__(self) -> str:
@@ -47,6 +49,14 @@ class Secret:
 
     def __reduce__(self) -> tuple[object, ...]:  # never pickle a value into a cache or a log
         raise TypeError("a Secret cannot be pickled")
+
+
+def _remember(value: str) -> None:
+    global _revealed_bytes
+    with _lock:
+        _revealed.add(value)
+        forms = {v.encode() for v in _revealed} | {orjson.dumps(v)[1:-1] for v in _revealed}
+        _revealed_bytes = tuple(sorted(forms, key=len, reverse=True))
 
 
 def resolve_reference(field: str, reference: str) -> Secret:
@@ -71,6 +81,17 @@ def resolve_reference(field: str, reference: str) -> Secret:
     if not value:
         raise CredentialUnavailable(f"{field}: {target} is empty")
     return Secret(field, value)
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """``data`` (e.g. an encoded result) with every revealed value replaced by ``***``.
+
+    Costs nothing until a secret has been revealed in this process.
+    """
+    for value in _revealed_bytes:
+        if value in data:
+            data = data.replace(value, b"***")
+    return data
 
 
 def redact(text: str) -> str:

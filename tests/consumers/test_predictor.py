@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from consumers.predictor import PredictorConfig
 from registry import codec
 from registry.domain.messages import ModelStatusChanged, ModelStatusChangedPayload
+from registry.domain.types import ModelConfig
 from registry.settings import Settings
 from tests.consumers.conftest import (
     RegistryWriter,
@@ -25,6 +28,8 @@ from tests.consumers.conftest import (
     send_requests,
     sklearn_config,
 )
+from tests.consumers.loopback import Reply, Request, serve
+from tests.helpers import read_topic
 
 FAST = PredictorConfig(assignment="all", provider_backoff_s=0.001, provider_retries=1, provider_timeout_s=2.0)
 GROUP = PredictorConfig(assignment="group", session_timeout_ms=6000)
@@ -262,3 +267,57 @@ async def test_progress_and_lag_for_health(settings: Settings, registry: Registr
         assert consumer.stats.last_progress_monotonic > started
         assert consumer.stats.lag == 0 and consumer.stats.results == 1
         assert time.monotonic() - consumer.stats.last_progress_monotonic < 1.0
+
+
+async def test_a_resolved_secret_never_reaches_a_result_or_a_log_line(
+    settings: Settings,
+    registry: RegistryWriter,
+    producer: AIOKafkaProducer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "azure-endpoint-key-never-to-be-seen-9431"
+    monkeypatch.setenv("TEST_AZURE_KEY", secret)
+    caplog.set_level(logging.DEBUG)
+
+    def hostile(req: Request) -> Reply:
+        # An endpoint that echoes the request headers (the bearer key) back, in errors and answers.
+        rows = req.json()["data"]
+        if rows[0].get("fail"):
+            return Reply(500, {"message": f"cannot score; headers were {req.headers}"})
+        return Reply(200, [{"label": 1, "debug": req.header("authorization")} for _ in rows])
+
+    with serve(hostile) as server:
+        config = ModelConfig.model_validate(
+            {
+                "id": "azure-lead-v1",
+                "name": "lead scoring on Azure ML",
+                "version": "1.0.0",
+                "type": "classification",
+                "provider": "azure-ml",
+                "status": "active",
+                "providerConfig": {
+                    "provider": "azure-ml",
+                    "endpoint": server.url + "/score",
+                    "credentials": {"apiKey": "env:TEST_AZURE_KEY"},
+                    "batchSize": 1,
+                },
+            }
+        )
+        await registry.register(config)
+        async with running_consumer(settings, config=FAST) as consumer:
+            await send_requests(
+                settings,
+                producer,
+                [(b"u1", request_bytes("r-ok", "azure-lead-v1", {"visits": 1}, "u1")), (b"u2", request_bytes("r-fail", "azure-lead-v1", {"fail": True}, "u2"))],
+            )
+            results = {r.request_id: r for r in await collect_results(settings, 2)}
+        assert server.requests and all(r.header("authorization") == f"Bearer {secret}" for r in server.requests)
+    assert results["r-ok"].output == {"label": 1, "debug": "Bearer ***"}
+    failed = results["r-fail"].error
+    assert failed is not None and failed.code == "ProviderUnavailable" and "500" in failed.message
+    raw = b"".join(r.value or b"" for r in await read_topic(settings, "predictions.results"))
+    assert secret.encode() not in raw
+    assert secret not in caplog.text and secret not in repr(consumer.stats)
+    for record in caplog.records:
+        assert secret not in record.getMessage() and secret not in str(record.__dict__)
