@@ -53,8 +53,16 @@ def _banner(stack: Stack) -> str:
     return "\n".join(lines)
 
 
-async def run_stack(settings: Settings, *, run_demo: bool, health_port: int | None, status_every: float, options: dict[str, Any]) -> int:
-    stack = Stack(settings, health_port=health_port, options=options)
+async def run_stack(
+    settings: Settings,
+    *,
+    run_demo: bool,
+    health_port: int | None,
+    status_every: float,
+    options: dict[str, Any],
+    components: tuple[str, ...] = COMPONENTS,
+) -> int:
+    stack = Stack(settings, components=components, health_port=health_port, options=options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,14 +99,25 @@ async def run_stack(settings: Settings, *, run_demo: bool, health_port: int | No
 @click.option("--metrics-port", type=int, default=None, help="Prometheus endpoint of the monitor on 127.0.0.1:PORT.")
 @click.option("--status-every", type=float, default=10.0, show_default=True, help="Seconds between status lines (0 = none).")
 @click.option("--mock-fallback", is_flag=True, help="Allow mock predictions when a provider fails (development only).")
-def up(data_dir: Path | None, run_demo: bool, health_port: int | None, metrics_port: int | None, status_every: float, mock_fallback: bool) -> None:
+@click.option("--only", default=",".join(COMPONENTS), show_default=True,
+              help="Comma-separated components to run (e.g. one per container, with --health-port).")
+def up(
+    data_dir: Path | None, run_demo: bool, health_port: int | None, metrics_port: int | None,
+    status_every: float, mock_fallback: bool, only: str,
+) -> None:
     """Run the whole registry: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
     decider, projector, prediction consumer and monitor."""
     settings = Settings.from_env()
     if data_dir is not None:
         settings = settings.with_(data_dir=data_dir)
+    components = tuple(c.strip() for c in only.split(",") if c.strip())
+    unknown = set(components) - set(COMPONENTS)
+    if unknown or not components:
+        raise click.BadParameter(f"choose from {', '.join(COMPONENTS)}", param_hint="--only")
     options = {"mock_fallback": mock_fallback, "metrics_port": metrics_port}
-    code = asyncio.run(run_stack(settings, run_demo=run_demo, health_port=health_port, status_every=status_every, options=options))
+    code = asyncio.run(
+        run_stack(settings, run_demo=run_demo, health_port=health_port, status_every=status_every, options=options, components=components)
+    )
     sys.exit(code)
 
 

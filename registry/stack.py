@@ -115,6 +115,8 @@ class Stack:
             "topic_prefix": self.settings.topic_prefix,
             "pid": os.getpid(),
             "embedded": self.embedded,
+            "broker_pid": self.broker.pid if self.broker else None,
+            "metrics_port": self.metrics_port_bound,
             "health_port": self.health_port_bound,
         }
         (self.settings.data_dir / RUNTIME_FILE).write_text(json.dumps(info, indent=2))
