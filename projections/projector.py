@@ -220,12 +220,16 @@ class Projector:
             if opened_here:
                 await self.close()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Follow ``registry.events`` until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event, *, drain_timeout: float = 5.0) -> None:
+        """Follow ``registry.events`` until ``stop`` is set, then apply what the log holds
+        by then (for at most ``drain_timeout`` seconds): on the embedded broker the
+        projection is the durable copy of the log, so a clean stop leaves nothing behind."""
         opened_here = not self._open
         await self.open()
         try:
             await self._pump(stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._pump(None), drain_timeout)
         finally:
             if opened_here:
                 await self.close()

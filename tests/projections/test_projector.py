@@ -372,3 +372,15 @@ async def test_readers_see_the_old_or_the_new_projection_during_a_swap(settings:
         await watcher
     assert seen == {400, 1200}  # before the swap, after it, and nothing in between
     assert_matches_fold(db, h.events)
+
+
+async def test_a_clean_stop_applies_what_the_log_holds(settings: Settings) -> None:
+    h = random_history(300, seed=12, n_models=10)
+    await produce(settings, h.events)
+    db = projection_path(settings)
+    stop = asyncio.Event()
+    stop.set()  # asked to stop before it even started following the log
+    projector = Projector(settings, db)
+    await projector.run(stop)
+    assert projector.stats.records == 300
+    assert_matches_fold(db, h.events)
