@@ -35,3 +35,25 @@ def write_figures(path: Path, figures: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"  figures written to {path}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by nearest rank."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def bootstrap(quick_default: bool = False) -> tuple[Any, str]:
+    """A broker for a benchmark: ``KAFKA_BOOTSTRAP_SERVERS`` or a fresh embedded one."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        return None, external
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from registry.kafka.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    broker.start()
+    return broker, broker.bootstrap_servers

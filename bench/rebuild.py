@@ -1,0 +1,90 @@
+"""Projection rebuild: N registry events from Kafka into SQLite, against a bare fetch.
+
+    python bench/rebuild.py [--events 1000000] [--quick] [--json out.json]
+
+Writes a realistic mix of events (20 per model: registration with a full config, metrics,
+status moves, a config update, a release) to ``registry.events``, then in the same run:
+1. the ceiling: a bare aiokafka ``getmany`` loop over the same events (no decoding);
+2. a full ``projections rebuild`` into a new SQLite file, swapped in when caught up.
+Target: >= 100,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import bootstrap, machine, peak_rss_mb, write_figures  # noqa: E402
+from bench.events import event_stream, produce  # noqa: E402
+
+
+async def bare_fetch(bootstrap_servers: str, topic: str, expected: int) -> float:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20,
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        started = time.perf_counter()
+        n = 0
+        while n < expected:
+            batch = await consumer.getmany(timeout_ms=500, max_records=20000)
+            n += sum(len(v) for v in batch.values())
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def main_async(n: int, out: Path) -> None:
+    from projections.rebuild import rebuild
+    from registry.kafka.topics import ensure_topics
+    from registry.settings import Settings
+
+    broker, bs = bootstrap()
+    try:
+        settings = Settings(bootstrap_servers=bs, topic_prefix=f"bench{int(time.time())}.", fetch_max_wait_ms=20)
+        await ensure_topics(settings)
+        topic = settings.topic("registry.events")
+        t = time.perf_counter()
+        produced = await produce(bs, topic, event_stream(n))
+        print(f"rebuild: wrote {produced:,} events in {time.perf_counter() - t:.1f} s")
+        bare_s = await bare_fetch(bs, topic, produced)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = await rebuild(settings, Path(tmp) / "projection.db")
+            size_mb = (Path(tmp) / "projection.db").stat().st_size / 2**20
+        bare_rate, rate = produced / bare_s, produced / result.seconds
+        figures = {
+            "events": produced, "bare_fetch_per_s": round(bare_rate), "rebuild_per_s": round(rate),
+            "rebuild_seconds": round(result.seconds, 2), "ratio_to_bare_fetch": round(rate / bare_rate, 3),
+            "events_applied": result.events_applied, "errors": result.errors, "db_mb": round(size_mb, 1),
+            "target_per_s": 100_000, "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+        }
+        print(f"  bare aiokafka fetch {bare_rate:>12,.0f} events/s  (ceiling)")
+        print(f"  projection rebuild  {rate:>12,.0f} events/s  ratio {rate / bare_rate:.2f}  ({result.seconds:.1f} s, target >= 100,000/s)")
+        print(f"  applied {result.events_applied:,}, errors {result.errors}, database {size_mb:.0f} MB, peak RSS {figures['peak_rss_mb']} MB")
+        write_figures(out, figures)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="20,000 events: a smoke run")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "rebuild.json")
+    args = ap.parse_args()
+    asyncio.run(main_async(20_000 if args.quick else args.events, args.json))
+
+
+if __name__ == "__main__":
+    main()
