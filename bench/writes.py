@@ -1,0 +1,168 @@
+"""Registry writes end to end: command -> event -> visible in the projection.
+
+    python bench/writes.py [--commands 20000] [--quick] [--json out.json]
+
+Runs a real `model-registry up --only decider,projector` process on the embedded broker (or
+on KAFKA_BOOTSTRAP_SERVERS), then measures from a client process:
+1. saturation: many commands in flight; commands/s until the projection shows the last one;
+2. read-your-writes at a fixed 100 commands/s: time from sending a command until the
+   projection has applied its event (p50/p99);
+3. the baseline, in the same run: MLflow's model registry on SQLite doing the equivalent
+   writes (create a registered model, then update it) through ``MlflowClient``.
+Targets: >= 2,000 commands/s; p99 read-your-writes < 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, peak_rss_mb, percentile, write_figures  # noqa: E402
+
+
+def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "registry", "up", "--only", "decider,projector", "--data-dir", str(data_dir), "--status-every", "0"],
+        env=env, stdout=subprocess.DEVNULL,
+    )
+    runtime = data_dir / "runtime.json"
+    deadline = time.monotonic() + 60
+    while not runtime.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("`model-registry up` did not start")
+        time.sleep(0.1)
+    return proc, json.loads(runtime.read_text())
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def saturation(reg: object, n: int, concurrency: int) -> float:
+    from registry.client import ModelRegistry
+
+    assert isinstance(reg, ModelRegistry)
+    models = [f"w-{i}" for i in range(max(1, n // 50))]
+    for mid in models:  # setup, not timed
+        await reg.register({"id": mid, "name": mid, "version": "1.0.0", "type": "classification", "provider": "custom", "status": "active"})
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await reg.record_metrics(models[i % len(models)], {"accuracy": float(i % 100)})
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await reg.get_model(models[-1])  # read-your-writes: waits until the projection has it all
+    return time.perf_counter() - started
+
+
+async def read_your_writes(reg: object, seconds: float, rate: float) -> list[float]:
+    from registry.client import ModelRegistry
+
+    assert isinstance(reg, ModelRegistry)
+    await reg.register({"id": "ryw", "name": "ryw", "version": "1.0.0", "type": "nlp", "provider": "custom", "status": "active"})
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        t = time.perf_counter()
+        await reg.record_metrics("ryw", {"accuracy": float(i % 100)})
+        view = await reg.get_model("ryw")
+        assert view is not None
+        latencies.append((time.perf_counter() - t) * 1000)
+
+    tasks = []
+    start = time.perf_counter()
+    for i in range(int(seconds * rate)):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def mlflow_baseline(n: int) -> float | None:
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        return None
+    import logging
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.create_registered_model("warmup")
+        started = time.perf_counter()
+        for i in range(n):
+            if i % 2 == 0:
+                client.create_registered_model(f"m{i}")
+            else:
+                client.update_registered_model(f"m{i - 1}", description=f"accuracy {i % 100}")
+        return n / (time.perf_counter() - started)
+
+
+async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
+    from registry.client import ModelRegistry
+    from registry.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        proc, info = start_up(data_dir)
+        try:
+            settings = Settings(bootstrap_servers=str(info["bootstrap_servers"]), data_dir=data_dir, fetch_max_wait_ms=20)
+            async with ModelRegistry(settings, actor="bench", timeout=60) as reg:
+                seconds = await saturation(reg, n, concurrency=500)
+                latencies = await read_your_writes(reg, ryw_seconds, 100.0)
+            server_rss = vm_hwm_mb(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    rate = n / seconds
+    baseline = mlflow_baseline(200 if n < 5000 else 1000)
+    figures = {
+        "commands": n, "commands_per_s": round(rate), "ryw_p50_ms": round(percentile(latencies, 50), 2),
+        "ryw_p99_ms": round(percentile(latencies, 99), 2), "ryw_samples": len(latencies),
+        "mlflow_writes_per_s": round(baseline) if baseline else None,
+        "ratio_to_mlflow": round(rate / baseline, 1) if baseline else None,
+        "target_commands_per_s": 2000, "target_ryw_p99_ms": 50,
+        "server_peak_rss_mb": server_rss, "client_peak_rss_mb": peak_rss_mb(), "machine": machine(),
+    }
+    print(f"writes: {n:,} commands end to end (command -> event -> visible in the projection)")
+    print(f"  saturation          {rate:>10,.0f} commands/s  (target >= 2,000/s)")
+    print(f"  read-your-writes @100/s  p50 {figures['ryw_p50_ms']} ms, p99 {figures['ryw_p99_ms']} ms  (target p99 < 50 ms)")
+    if baseline:
+        print(f"  MLflow registry (SQLite) {baseline:>8,.0f} writes/s  (baseline); ratio {rate / baseline:.1f}x")
+    else:
+        print("  MLflow baseline skipped: install the bench extra (pip install -e '.[bench]')")
+    print(f"  peak RSS: server {server_rss} MB, client {figures['client_peak_rss_mb']} MB")
+    write_figures(out, figures)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--commands", type=int, default=20_000)
+    ap.add_argument("--quick", action="store_true", help="a short smoke run")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "writes.json")
+    args = ap.parse_args()
+    n, ryw = (1000, 2.0) if args.quick else (args.commands, 20.0)
+    asyncio.run(main_async(n, ryw, args.json))
+
+
+if __name__ == "__main__":
+    main()
