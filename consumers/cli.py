@@ -22,11 +22,29 @@ def register(main: click.Group) -> None:
 
 
 @click.command()
-@click.option("--mock-fallback", is_flag=True, default=False, help="Answer failed provider calls with mock predictions (development only; results say fallback: mock).")
-@click.option("--max-batch", type=click.IntRange(1, 100_000), default=None, help="Requests per batch (the bound on work in flight).")
-@click.option("--cache-ttl", type=click.FloatRange(0), default=None, help="Seconds a cached result lives; 0 disables the cache.")
+@click.option(
+    "--mock-fallback",
+    is_flag=True,
+    default=False,
+    help="Answer failed provider calls with mock predictions "
+    "(development only; results say fallback: mock).",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Requests per batch (the bound on work in flight).",
+)
+@click.option(
+    "--cache-ttl",
+    type=click.FloatRange(0),
+    default=None,
+    help="Seconds a cached result lives; 0 disables the cache.",
+)
 @click.option("--group-id", default=None, help="Consumer group (after the topic prefix).")
-def predictor(mock_fallback: bool, max_batch: int | None, cache_ttl: float | None, group_id: str | None) -> None:
+def predictor(
+    mock_fallback: bool, max_batch: int | None, cache_ttl: float | None, group_id: str | None
+) -> None:
     """Run the prediction consumer: requests in, results tagged champion/challenger out."""
     from consumers.predictor import PredictionConsumer, PredictorConfig
     from registry.cli_writes import run_until_signalled
@@ -58,11 +76,15 @@ def _parse_input(text: str) -> Any:
         try:
             text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as exc:
-            raise click.BadParameter(f"cannot read {text[1:]}: {exc.strerror}", param_hint="--input") from None
+            raise click.BadParameter(
+                f"cannot read {text[1:]}: {exc.strerror}", param_hint="--input"
+            ) from None
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON ({exc.msg} at column {exc.colno})", param_hint="--input") from None
+        raise click.BadParameter(
+            f"not JSON ({exc.msg} at column {exc.colno})", param_hint="--input"
+        ) from None
     if not isinstance(value, dict | list | str):
         raise click.BadParameter("must be a JSON object, array or string", param_hint="--input")
     return value
@@ -73,7 +95,9 @@ def _describe(result: Any) -> str:
     if result.test_id:
         lines.append(f"test      {result.test_id} (split v{result.split_version})")
     if result.served_model_id:
-        lines.append(f"served by {result.served_model_id} {result.served_version} ({result.provider})")
+        lines.append(
+            f"served by {result.served_model_id} {result.served_version} ({result.provider})"
+        )
     if result.fallback:
         lines.append(f"fallback  {result.fallback}: {result.fallback_reason}")
     if result.error is not None:
@@ -87,11 +111,29 @@ def _describe(result: Any) -> str:
 @click.command()
 @click.argument("model_id")
 @click.option("--input", "input_text", required=True, help="The input as JSON (or @file.json).")
-@click.option("--unit", "unit_id", default=None, help="Unit id (e.g. the lead id) that keeps a unit on one variant.")
+@click.option(
+    "--unit",
+    "unit_id",
+    default=None,
+    help="Unit id (e.g. the lead id) that keeps a unit on one variant.",
+)
 @click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
-@click.option("--timeout", type=click.FloatRange(0.1), default=10.0, show_default=True, help="Seconds to wait for the result.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the result.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def predict(model_id: str, input_text: str, unit_id: str | None, request_id: str | None, timeout: float, as_json: bool) -> None:
+def predict(
+    model_id: str,
+    input_text: str,
+    unit_id: str | None,
+    request_id: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Send a prediction request for MODEL_ID and print its result (with the variant).
 
     Exits 1 when the result carries an error, 3 when no result arrives in time.
@@ -106,7 +148,9 @@ def predict(model_id: str, input_text: str, unit_id: str | None, request_id: str
 
     async def main() -> Any:
         async with PredictionClient(settings) as client:
-            return await client.predict(model_id, value, unit_id=unit_id, request_id=request_id, timeout=timeout)
+            return await client.predict(
+                model_id, value, unit_id=unit_id, request_id=request_id, timeout=timeout
+            )
 
     try:
         result = run(main())

@@ -65,7 +65,9 @@ class PredictionClient:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.stop()
 
     async def send(self, request: PredictionRequest) -> None:
@@ -95,7 +97,12 @@ class PredictionClient:
             PredictionTimeout: no result within ``timeout`` seconds.
             pydantic.ValidationError: the request itself is invalid (e.g. a bad model id).
         """
-        fields: dict[str, Any] = {"model_id": model_id, "input": input, "unit_id": unit_id, "correlation_id": correlation_id}
+        fields: dict[str, Any] = {
+            "model_id": model_id,
+            "input": input,
+            "unit_id": unit_id,
+            "correlation_id": correlation_id,
+        }
         if request_id is not None:
             fields["id"] = request_id
         request = PredictionRequest(**fields)
@@ -117,4 +124,6 @@ class PredictionClient:
                     data = orjson.loads(record.value)
                     if data.get("request_id") == request_id:
                         return PredictionResult.model_validate(data)
-        raise PredictionTimeout(f"no result for request {request_id} within {timeout:g}s; is the predictor running?")
+        raise PredictionTimeout(
+            f"no result for request {request_id} within {timeout:g}s; is the predictor running?"
+        )

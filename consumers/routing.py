@@ -75,7 +75,9 @@ class ChampionChallengerRouter:
         share = round(test.traffic_percentage * 100)  # 10,000 buckets: 1% is 100 buckets
         return "challenger" if bucket_of(test.test_id, key) < share else "champion"
 
-    def route(self, requested: ModelState, pair: TestPair | None, unit_id: str, request_id: str) -> Route:
+    def route(
+        self, requested: ModelState, pair: TestPair | None, unit_id: str, request_id: str
+    ) -> Route:
         """The route of a request for ``requested``; ``pair`` is its running test, if any."""
         variant: Variant = "none" if pair is None else self.variant(pair.test, unit_id, request_id)
         memo_key = (requested.model_id, variant)

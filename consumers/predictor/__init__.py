@@ -9,4 +9,11 @@ from consumers.predictor.consumer import PredictionConsumer, PredictorStats
 from consumers.predictor.pipeline import BatchOutcome, PredictionPipeline
 from consumers.predictor.view import RegistryView
 
-__all__ = ["BatchOutcome", "PredictionConsumer", "PredictionPipeline", "PredictorConfig", "PredictorStats", "RegistryView"]
+__all__ = [
+    "BatchOutcome",
+    "PredictionConsumer",
+    "PredictionPipeline",
+    "PredictorConfig",
+    "PredictorStats",
+    "RegistryView",
+]

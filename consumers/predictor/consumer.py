@@ -154,12 +154,19 @@ class PredictionConsumer:
     async def _warm_up(self) -> None:
         """Build the providers of the active models and load their model files now, so the
         first requests do not pay for it (bounded: a slow load only delays readiness)."""
-        active = [s.config for s in self.view.state.models.values() if s.live and s.config.status.serves]
+        active = [
+            s.config for s in self.view.state.models.values() if s.live and s.config.status.serves
+        ]
         providers = [self.factory.get_provider(config) for config in active]
         if providers:
-            await asyncio.wait([asyncio.ensure_future(p.warm()) for p in providers], timeout=self.config.warm_up_timeout_s)
+            await asyncio.wait(
+                [asyncio.ensure_future(p.warm()) for p in providers],
+                timeout=self.config.warm_up_timeout_s,
+            )
 
-    async def _learn_partitions(self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer) -> None:
+    async def _learn_partitions(
+        self, producer: AIOKafkaProducer, consumer: AIOKafkaConsumer
+    ) -> None:
         self._result_partitions = sorted(await producer.partitions_for(self.results_topic))
         requests = await partitions_of(consumer, self.requests_topic)
         if self.config.assignment == "all":
@@ -172,20 +179,26 @@ class PredictionConsumer:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _serve(self, stop: asyncio.Event, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+    async def _serve(
+        self, stop: asyncio.Event, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
+    ) -> None:
         committer = Committer(consumer, producer, self._on_done, self.config.max_in_flight)
         committer.start()
         try:
             while not stop.is_set():
                 if committer.failed:
                     await self._recover(consumer, committer)
-                data = await consumer.getmany(timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch)
+                data = await consumer.getmany(
+                    timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch
+                )
                 self._sync_view_stats()
                 if not data:
                     await self._note_idle(consumer)
                     continue
                 fetched_at = time.monotonic()
-                outcome = await self._handle([r for recs in data.values() for r in recs], fetched_at)
+                outcome = await self._handle(
+                    [r for recs in data.values() for r in recs], fetched_at
+                )
                 first, following = offsets_of(data)
                 batch = InFlight(outcome, first, following, await self._submit(producer, outcome))
                 for request_id in outcome.answered:
@@ -213,11 +226,15 @@ class PredictionConsumer:
         self._count(batch.outcome)
         self.stats.last_progress_monotonic = time.monotonic()
 
-    async def _handle(self, records: list[ConsumerRecord[bytes, bytes]], fetched_at: float) -> BatchOutcome:
+    async def _handle(
+        self, records: list[ConsumerRecord[bytes, bytes]], fetched_at: float
+    ) -> BatchOutcome:
         try:
             return await self.pipeline.handle(records, fetched_at)
         except Exception:
-            log.exception("a batch failed as a whole; handling its %d records one by one", len(records))
+            log.exception(
+                "a batch failed as a whole; handling its %d records one by one", len(records)
+            )
         merged = BatchOutcome()
         for record in records:
             try:
@@ -252,11 +269,20 @@ class PredictionConsumer:
             for partition, outs in by_partition.items():
                 batch = producer.create_batch()
                 for out in outs:
-                    if batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS) is None:
-                        futures.append(await producer.send_batch(batch, self.results_topic, partition=partition))
+                    if (
+                        batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS)
+                        is None
+                    ):
+                        futures.append(
+                            await producer.send_batch(
+                                batch, self.results_topic, partition=partition
+                            )
+                        )
                         batch = producer.create_batch()
                         batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS)
-                futures.append(await producer.send_batch(batch, self.results_topic, partition=partition))
+                futures.append(
+                    await producer.send_batch(batch, self.results_topic, partition=partition)
+                )
         except KafkaError as exc:
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
@@ -304,4 +330,3 @@ def _merge(into: BatchOutcome, one: BatchOutcome) -> None:
     into.answered.extend(one.answered)
     for name in ("requests", "errors", "fallbacks", "cache_hits", "duplicates"):
         setattr(into, name, getattr(into, name) + getattr(one, name))
-

@@ -15,6 +15,7 @@ did get out before the failure is repeated with the same answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,10 +94,8 @@ class Committer:
         await self.drain()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def _run(self) -> None:
         while True:
@@ -108,7 +107,10 @@ class Committer:
                 try:
                     await self._finish(batch)
                 except KafkaError as exc:
-                    log.error("delivering a batch failed (%s); it will be answered again", type(exc).__name__)
+                    log.error(
+                        "delivering a batch failed (%s); it will be answered again",
+                        type(exc).__name__,
+                    )
                     self._failure = Failure({}, [])
                     self._abandon(batch)
                     continue
@@ -136,7 +138,9 @@ class Committer:
         failure.request_ids.extend(batch.outcome.answered)
 
 
-def offsets_of(data: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+def offsets_of(
+    data: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
     """(first offset, next offset) per partition of a fetched batch."""
     first = {tp: recs[0].offset for tp, recs in data.items() if recs}
     following = {tp: recs[-1].offset + 1 for tp, recs in data.items() if recs}

@@ -50,7 +50,11 @@ log = logging.getLogger(__name__)
 
 # Failures of the caller or the registry, not of a provider: never hidden behind a mock.
 _NO_MOCK = frozenset(
-    {PredictionErrorCode.MODEL_NOT_FOUND, PredictionErrorCode.MODEL_NOT_ACTIVE, PredictionErrorCode.INVALID_INPUT}
+    {
+        PredictionErrorCode.MODEL_NOT_FOUND,
+        PredictionErrorCode.MODEL_NOT_ACTIVE,
+        PredictionErrorCode.INVALID_INPUT,
+    }
 )
 
 
@@ -105,8 +109,10 @@ class PredictionPipeline:
         self.cache = cache or ResultCache(config.cache_ttl_s, config.cache_max_entries)
         self.recent = recent or RecentIds(config.dedupe_max_ids)
 
-    async def handle(self, records: Sequence[ConsumerRecord[bytes, bytes]], fetched_at: float | None = None) -> BatchOutcome:
-        """The outcome of one batch. Raises only on a bug (the caller then goes record by record)."""
+    async def handle(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], fetched_at: float | None = None
+    ) -> BatchOutcome:
+        """The outcome of one batch. Raises only on a bug (the caller then goes one by one)."""
         t0 = time.perf_counter()
         fetched_at = time.monotonic() if fetched_at is None else fetched_at
         now = datetime.now(UTC).isoformat()
@@ -117,7 +123,9 @@ class PredictionPipeline:
             return outcome
         await self._route(works, fetched_at)
         self._lookup_cache(works, outcome)
-        await self._predict([w for w in works if w.failure is None and w.output is MISSING and w.served is not None])
+        await self._predict(
+            [w for w in works if w.failure is None and w.output is MISSING and w.served is not None]
+        )
         await self._fallback_to_champion(works)
         self._fallback_to_mock(works)
         writer = ResultWriter(now, t0)
@@ -133,7 +141,9 @@ class PredictionPipeline:
 
     # ------------------------------------------------------------------ decode + dedupe
 
-    def _decode(self, records: Sequence[ConsumerRecord[bytes, bytes]], outcome: BatchOutcome, now: str) -> list[Work]:
+    def _decode(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], outcome: BatchOutcome, now: str
+    ) -> list[Work]:
         works: list[Work] = []
         batch_ids: set[str] = set()
         for record in records:
@@ -147,7 +157,9 @@ class PredictionPipeline:
             works.append(Work(record, request))
         return works
 
-    def decode(self, record: ConsumerRecord[bytes, bytes], outcome: BatchOutcome, now: str) -> PredictionRequest | None:
+    def decode(
+        self, record: ConsumerRecord[bytes, bytes], outcome: BatchOutcome, now: str
+    ) -> PredictionRequest | None:
         """The request in ``record``, or None after sending it to the DLQ (with an error
         result when its id is readable)."""
         if record.value is None:
@@ -176,10 +188,10 @@ class PredictionPipeline:
     async def _route(self, works: list[Work], fetched_at: float) -> None:
         view = self.view
         states = [view.model(w.request.model_id) for w in works]
-        if self.config.unknown_model_wait_s > 0 and None in states:
-            # A model registered just before its first request: let the view catch up once.
-            if await view.refreshed(fetched_at, self.config.unknown_model_wait_s):
-                states = [view.model(w.request.model_id) for w in works]
+        wait = self.config.unknown_model_wait_s
+        # A model registered just before its first request: let the view catch up once.
+        if wait > 0 and None in states and await view.refreshed(fetched_at, wait):
+            states = [view.model(w.request.model_id) for w in works]
         route_of = self.router.route
         for w, state in zip(works, states, strict=True):
             req = w.request
@@ -191,7 +203,8 @@ class PredictionPipeline:
             served = w.served = route.served
             if served.config.status is not Status.ACTIVE:
                 w.failure = ModelNotActive(
-                    f"model '{served.model_id}' is {served.status}; only active models serve predictions"
+                    f"model '{served.model_id}' is {served.status}; "
+                    "only active models serve predictions"
                 )
 
     # ------------------------------------------------------------------ cache + predict
@@ -225,10 +238,21 @@ class PredictionPipeline:
         try:
             outputs = await provider.predict_batch([w.request.input for w in group])
             if len(outputs) != len(group):
-                raise ProviderFailed(f"provider of '{served.model_id}' returned {len(outputs)} outputs for {len(group)} inputs")
+                raise ProviderFailed(
+                    f"provider of '{served.model_id}' returned {len(outputs)} outputs "
+                    f"for {len(group)} inputs"
+                )
         except Exception as exc:  # noqa: BLE001 - an adapter bug fails its group, not the batch
-            failure = exc if isinstance(exc, PredictionFailure) else ProviderFailed(f"provider of '{served.model_id}': {type(exc).__name__}")
-            log.error("provider failed a whole batch: %s", failure.message, extra={"model_id": served.model_id})
+            failure = (
+                exc
+                if isinstance(exc, PredictionFailure)
+                else ProviderFailed(f"provider of '{served.model_id}': {type(exc).__name__}")
+            )
+            log.error(
+                "provider failed a whole batch: %s",
+                failure.message,
+                extra={"model_id": served.model_id},
+            )
             outputs = [failure] * len(group)
         done = time.perf_counter()
         cache = self.cache
@@ -248,16 +272,28 @@ class PredictionPipeline:
         retry: list[Work] = []
         for w in works:
             route = w.route
-            if w.failure is None or route is None or route.variant != "challenger" or route.champion is None:
+            if (
+                w.failure is None
+                or route is None
+                or route.variant != "challenger"
+                or route.champion is None
+            ):
                 continue
             if not route.champion.status.serves:
                 continue
-            w.fallback, w.fallback_reason = "champion", f"{w.failure.code}: {w.failure.message}"[:500]
+            w.fallback, w.fallback_reason = (
+                "champion",
+                f"{w.failure.code}: {w.failure.message}"[:500],
+            )
             w.served, w.failure = route.champion, None
             w.key = None
             hit = MISSING
             if self.cache.enabled:
-                w.key = (route.champion.model_id, route.champion.config.version, input_hash(w.request.input))
+                w.key = (
+                    route.champion.model_id,
+                    route.champion.config.version,
+                    input_hash(w.request.input),
+                )
                 hit = self.cache.get(w.key)
             if hit is not MISSING:
                 w.output, w.cached = hit, True
@@ -268,7 +304,11 @@ class PredictionPipeline:
         await self._predict(retry)
         for w in retry:
             if w.failure is not None:  # the champion failed too: an error, not a fallback
-                w.failure = type(w.failure)(f"{w.fallback_reason} (challenger); champion fallback: {w.failure.message}"[:500])
+                w.failure = type(w.failure)(
+                    f"{w.fallback_reason} (challenger); champion fallback: {w.failure.message}"[
+                        :500
+                    ]
+                )
                 w.fallback = w.fallback_reason = None
 
     def _fallback_to_mock(self, works: list[Work]) -> None:

@@ -59,10 +59,14 @@ class ResultWriter:
     def __init__(self, now: str, t0: float) -> None:
         self.now = now
         self.t0 = t0
-        self._templates: dict[tuple[str, int, int], tuple[Route | None, ModelState | None, dict[str, Any]]] = {}
+        self._templates: dict[
+            tuple[str, int, int], tuple[Route | None, ModelState | None, dict[str, Any]]
+        ] = {}
         self._latency: dict[float, float] = {}  # done_at -> ms: a group finishes at one instant
 
-    def _template(self, requested: str, route: Route | None, served: ModelState | None) -> dict[str, Any]:
+    def _template(
+        self, requested: str, route: Route | None, served: ModelState | None
+    ) -> dict[str, Any]:
         key = (requested, id(route), id(served))
         hit = self._templates.get(key)
         if hit is not None and hit[0] is route and hit[1] is served:
@@ -92,7 +96,9 @@ class ResultWriter:
         out["request_id"] = req.id
         latency = self._latency.get(w.done_at)
         if latency is None:
-            latency = self._latency[w.done_at] = round(max(0.0, (w.done_at or self.t0) - self.t0) * 1000, 3)
+            latency = self._latency[w.done_at] = round(
+                max(0.0, (w.done_at or self.t0) - self.t0) * 1000, 3
+            )
         out["latency_ms"] = latency
         out["cached"] = w.cached
         if req.unit_id is not None:
@@ -110,7 +116,10 @@ class ResultWriter:
             value = orjson.dumps(out, option=_OPTIONS)
         except TypeError:
             out.pop("output", None)
-            out["error"] = {"code": "ProviderBadResponse", "message": "the provider's output is not JSON-serialisable"}
+            out["error"] = {
+                "code": "ProviderBadResponse",
+                "message": "the provider's output is not JSON-serialisable",
+            }
             value = orjson.dumps(out, option=_OPTIONS)
         # A provider's answer could echo a credential back (a buggy or hostile endpoint): a
         # resolved secret never leaves in a result.

@@ -113,14 +113,19 @@ class RegistryView:
 
         await read_until_caught_up(consumer, self._partitions, fold)
         self._mark_caught_up()
-        log.info("registry view caught up", extra={"models": len(self.state.models), "events": self.applied})
+        log.info(
+            "registry view caught up",
+            extra={"models": len(self.state.models), "events": self.applied},
+        )
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Apply new events until ``stop`` is set."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
         while not stop.is_set():
-            batch = await consumer.getmany(*self._partitions, timeout_ms=self.poll_ms, max_records=5000)
+            batch = await consumer.getmany(
+                *self._partitions, timeout_ms=self.poll_ms, max_records=5000
+            )
             for records in batch.values():
                 self.apply_records(records)
             if await self._at_end(consumer):

@@ -5,7 +5,13 @@ Adapters, named after their technology: ``sklearn`` (scikit-learn), ``custom``, 
 (the configured development fallback). Vendor SDK and httpx types stop at the adapters.
 """
 
-from consumers.providers.base import BrokenProvider, CallPolicy, ModelProvider, ProviderSpec, RemoteProvider
+from consumers.providers.base import (
+    BrokenProvider,
+    CallPolicy,
+    ModelProvider,
+    ProviderSpec,
+    RemoteProvider,
+)
 from consumers.providers.factory import ADAPTERS, ProviderFactory
 from consumers.providers.mock import MockProvider, mock_output
 from consumers.providers.secrets import Secret, redact, resolve_reference

@@ -2,8 +2,8 @@
 
 Settings: ``model`` (required), ``maxOutput`` (the call's ``max_tokens``, default 256; not
 named ``maxTokens`` because the registry refuses setting names that look like secrets),
-``systemPrompt``, ``temperature``, ``apiVersion`` (the ``anthropic-version`` header, default 2023-06-01),
-``parseJson``. ``endpoint`` is the API base (default https://api.anthropic.com).
+``systemPrompt``, ``temperature``, ``apiVersion`` (the ``anthropic-version`` header,
+default 2023-06-01), ``parseJson``. ``endpoint`` is the API base (default https://api.anthropic.com).
 ``credentials.apiKey`` is a reference, resolved per call into the ``x-api-key`` header.
 
 Output: ``{"prediction": text, "model", "stopReason", "usage"}``. 429, 5xx and 529
@@ -43,7 +43,11 @@ class AnthropicProvider(RemoteProvider):
     def _body(self, value: Any) -> bytes:
         prompt = prompt_of(value)
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        body: dict[str, Any] = {"model": self.model, "max_tokens": self.max_tokens, "messages": messages}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "messages": messages,
+        }
         if self.system is not None:
             body["system"] = self.system
         if self.temperature is not None:
@@ -68,7 +72,9 @@ class AnthropicProvider(RemoteProvider):
         blocks = answer.get("content") if isinstance(answer, dict) else None
         if not isinstance(blocks, list):
             raise ProviderBadResponse(f"{what} answered no content blocks")
-        text = "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+        text = "".join(
+            b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+        )
         if self.parse_json:
             try:
                 return orjson.loads(text)

@@ -43,10 +43,16 @@ class AzureMLProvider(ModelProvider):
         self._slots = asyncio.Semaphore(spec.policy.concurrency)
 
     def _headers(self) -> dict[str, str]:
-        key = self.spec.credential("apiKey", required=False) or self.spec.credential("key", required=False)
+        key = self.spec.credential("apiKey", required=False) or self.spec.credential(
+            "key", required=False
+        )
         if key is None:
             raise CredentialUnavailable(f"{self.spec.label}: credentials.apiKey is not configured")
-        headers = {"Authorization": f"Bearer {key.reveal()}", "Content-Type": "application/json", "Accept": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {key.reveal()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
         if self.deployment:
             headers["azureml-model-deployment"] = self.deployment
         return headers
@@ -56,7 +62,9 @@ class AzureMLProvider(ModelProvider):
         body = orjson.dumps({self.input_key: list(chunk)})
         answer = await post_json(self.client, self.url, body, self._headers(), what)
         if isinstance(answer, dict):
-            answer = next((answer[k] for k in _LIST_KEYS if isinstance(answer.get(k), list)), answer)
+            answer = next(
+                (answer[k] for k in _LIST_KEYS if isinstance(answer.get(k), list)), answer
+            )
         if not isinstance(answer, list) or len(answer) != len(chunk):
             raise ProviderBadResponse(f"{what} answered no list of {len(chunk)} predictions")
         return [a if isinstance(a, dict) else {"prediction": a} for a in answer]

@@ -29,7 +29,15 @@ from consumers.errors import (
 from consumers.providers.secrets import Secret, redact, resolve_reference
 from registry.domain.types import ModelConfig, ModelType, Provider
 
-__all__ = ["BrokenProvider", "CallPolicy", "CircuitBreaker", "ModelProvider", "ProviderSpec", "RemoteProvider", "as_failure"]
+__all__ = [
+    "BrokenProvider",
+    "CallPolicy",
+    "CircuitBreaker",
+    "ModelProvider",
+    "ProviderSpec",
+    "RemoteProvider",
+    "as_failure",
+]
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -56,7 +64,9 @@ class CircuitBreaker:
     failure opens it again at once.
     """
 
-    def __init__(self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.threshold = max(1, threshold)
         self.cooldown_s = cooldown_s
         self._clock = clock
@@ -100,7 +110,16 @@ class ProviderSpec:
         credentials = {**(config.credentials or {}), **((pc.credentials if pc else None) or {})}
         settings = pc.settings if pc else {}
         endpoint = (pc.endpoint if pc else None) or config.endpoint
-        spec = cls(config.id, config.version, config.type, config.provider, endpoint, credentials, settings, policy)
+        spec = cls(
+            config.id,
+            config.version,
+            config.type,
+            config.provider,
+            endpoint,
+            credentials,
+            settings,
+            policy,
+        )
         return spec._with_policy_overrides()
 
     def _with_policy_overrides(self) -> ProviderSpec:
@@ -114,7 +133,14 @@ class ProviderSpec:
             breaker_cooldown_s=self.number("breakerCooldownS", p.breaker_cooldown_s, minimum=0),
         )
         return ProviderSpec(
-            self.model_id, self.version, self.model_type, self.provider, self.endpoint, self.credentials, self.settings, policy
+            self.model_id,
+            self.version,
+            self.model_type,
+            self.provider,
+            self.endpoint,
+            self.credentials,
+            self.settings,
+            policy,
         )
 
     @property
@@ -133,11 +159,17 @@ class ProviderSpec:
     def number(self, name: str, default: float, *, minimum: float) -> float:
         value = self.settings.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise ProviderConfigInvalid(f"{self.label}: providerConfig.{name} must be a number >= {minimum}")
+            raise ProviderConfigInvalid(
+                f"{self.label}: providerConfig.{name} must be a number >= {minimum}"
+            )
         return float(value)
 
     def credential(self, name: str, *, required: bool = True) -> Secret | None:
-        """Resolve the credential reference ``name`` now (call time). Raises ``CredentialUnavailable``."""
+        """Resolve the credential reference ``name`` now, at call time.
+
+        Raises:
+            CredentialUnavailable: not configured (when required) or not resolvable.
+        """
         ref = self.credentials.get(name)
         if ref is None:
             if required:
@@ -179,13 +211,15 @@ class ModelProvider(ABC):
         Never raises for a failure of the call: it is reported in every affected slot.
         """
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections and loaded models."""
 
-    async def warm(self) -> None:
+    async def warm(self) -> None:  # noqa: B027 - optional hook
         """Load what the first call would load (a model file), so it does not wait. Never raises."""
 
-    async def guarded(self, call: Callable[[], Awaitable[T]], *, retries: int | None = None) -> T | PredictionFailure:
+    async def guarded(
+        self, call: Callable[[], Awaitable[T]], *, retries: int | None = None
+    ) -> T | PredictionFailure:
         """Run ``call`` under the policy: timeout per attempt, retries with backoff for
         transient failures. Returns the failure of the last attempt instead of raising."""
         policy = self.spec.policy
@@ -195,10 +229,9 @@ class ModelProvider(ABC):
         for attempt in range(retries + 1):
             wait = breaker.retry_in()
             if wait > 0:
+                last = f" (last: {failure.code})" if attempt else ""
                 return ProviderUnavailable(
-                    f"{self.spec.label}: calls paused for {wait:.1f}s after repeated failures (last: {failure.code})"
-                    if attempt
-                    else f"{self.spec.label}: calls paused for {wait:.1f}s after repeated failures"
+                    f"{self.spec.label}: calls paused for {wait:.1f}s after repeated failures{last}"
                 )
             try:
                 async with asyncio.timeout(policy.timeout_s):

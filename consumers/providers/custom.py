@@ -26,15 +26,21 @@ def load_callable(spec: ProviderSpec, target: str) -> Callable[..., Any]:
     """Import ``module:function``. Raises ``ProviderConfigInvalid``."""
     module_name, sep, attr = target.partition(":")
     if not sep or not module_name or not attr:
-        raise ProviderConfigInvalid(f"{spec.label}: providerConfig.callable must look like 'package.module:function'")
+        raise ProviderConfigInvalid(
+            f"{spec.label}: providerConfig.callable must look like 'package.module:function'"
+        )
     try:
         obj: Any = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except ImportError as exc:
-        raise ProviderConfigInvalid(f"{spec.label}: cannot import {module_name} ({type(exc).__name__})") from None
+        raise ProviderConfigInvalid(
+            f"{spec.label}: cannot import {module_name} ({type(exc).__name__})"
+        ) from None
     except AttributeError:
-        raise ProviderConfigInvalid(f"{spec.label}: {module_name} has no attribute {attr}") from None
+        raise ProviderConfigInvalid(
+            f"{spec.label}: {module_name} has no attribute {attr}"
+        ) from None
     if not callable(obj):
         raise ProviderConfigInvalid(f"{spec.label}: {target} is not callable")
     return obj  # type: ignore[no-any-return]
@@ -67,7 +73,11 @@ class CustomProvider(RemoteProvider):
         outputs = [self._call_sync(v) for v in inputs]
         policy = self.spec.policy
         for attempt in range(policy.retries):
-            pending = [i for i, out in enumerate(outputs) if isinstance(out, PredictionFailure) and out.transient]
+            pending = [
+                i
+                for i, out in enumerate(outputs)
+                if isinstance(out, PredictionFailure) and out.transient
+            ]
             if not pending:
                 break
             await asyncio.sleep(policy.backoff_s * (2**attempt) * (0.5 + random.random()))  # noqa: S311 - jitter
@@ -83,6 +93,9 @@ class CustomProvider(RemoteProvider):
         outputs = await self.guarded(lambda: self.predict_one(list(inputs)))
         if not isinstance(outputs, list) or len(outputs) != len(inputs):
             if not isinstance(outputs, Exception):
-                outputs = ProviderBadResponse(f"{self.spec.label}: a batch function must return a list of {len(inputs)} outputs")
+                outputs = ProviderBadResponse(
+                    f"{self.spec.label}: a batch function must return "
+                    f"a list of {len(inputs)} outputs"
+                )
             return [outputs] * len(inputs)
         return outputs

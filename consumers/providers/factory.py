@@ -17,7 +17,13 @@ from typing import Any
 import orjson
 
 from consumers.errors import PredictionFailure, ProviderConfigInvalid
-from consumers.providers.base import BrokenProvider, CallPolicy, ModelProvider, ProviderSpec, as_failure
+from consumers.providers.base import (
+    BrokenProvider,
+    CallPolicy,
+    ModelProvider,
+    ProviderSpec,
+    as_failure,
+)
 from consumers.providers.mock import MockProvider
 from registry.domain.types import ModelConfig, Provider
 
@@ -41,7 +47,17 @@ ADAPTERS: dict[Provider, str] = {
 def _fingerprint(config: ModelConfig) -> bytes:
     """What a provider depends on: everything but status, metrics, A/B and descriptions."""
     relevant = config.model_dump(
-        mode="json", include={"id", "version", "type", "provider", "endpoint", "credentials", "provider_config", "parameters"}
+        mode="json",
+        include={
+            "id",
+            "version",
+            "type",
+            "provider",
+            "endpoint",
+            "credentials",
+            "provider_config",
+            "parameters",
+        },
     )
     return orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)
 
@@ -49,7 +65,11 @@ def _fingerprint(config: ModelConfig) -> bytes:
 class ProviderFactory:
     """Builds and caches providers; ``get_provider(config)`` is the one way to get one."""
 
-    def __init__(self, policy: CallPolicy | None = None, adapters: Mapping[Provider, str | type[ModelProvider]] | None = None) -> None:
+    def __init__(
+        self,
+        policy: CallPolicy | None = None,
+        adapters: Mapping[Provider, str | type[ModelProvider]] | None = None,
+    ) -> None:
         self.policy = policy or CallPolicy()
         self.adapters: dict[Provider, str | type[ModelProvider]] = {**ADAPTERS, **(adapters or {})}
         self._by_model: dict[str, tuple[ModelConfig, bytes, ModelProvider]] = {}
@@ -60,7 +80,8 @@ class ProviderFactory:
         pc = config.provider_config
         if pc is not None and pc.provider != config.provider:
             raise ProviderConfigInvalid(
-                f"model '{config.id}': provider is {config.provider} but providerConfig.provider is {pc.provider}"
+                f"model '{config.id}': provider is {config.provider} "
+                f"but providerConfig.provider is {pc.provider}"
             )
         return ProviderSpec.from_config(config, self.policy)
 
@@ -79,13 +100,19 @@ class ProviderFactory:
         """A new provider for ``config`` (a ``BrokenProvider`` when it cannot be built)."""
         try:
             spec = self.spec_of(config)
-        except PredictionFailure as failure:
-            return BrokenProvider(ProviderSpec(config.id, config.version, config.type, config.provider), failure)
+        except PredictionFailure as invalid:
+            return BrokenProvider(
+                ProviderSpec(config.id, config.version, config.type, config.provider), invalid
+            )
         try:
             return self._adapter(config.provider)(spec)
         except Exception as exc:  # noqa: BLE001 - a bad config must not stop the consumer
             failure = as_failure(exc, spec)
-            log.warning("cannot build provider: %s", failure.message, extra={"model_id": config.id, "code": failure.code})
+            log.warning(
+                "cannot build provider: %s",
+                failure.message,
+                extra={"model_id": config.id, "code": failure.code},
+            )
             return BrokenProvider(spec, failure)
 
     def get_provider(self, config: ModelConfig) -> ModelProvider:

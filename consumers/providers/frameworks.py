@@ -11,11 +11,17 @@ Settings: ``modelPath`` (required): a TorchScript file (``torch.jit.save``) or a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.errors import InvalidInput, PredictionFailure, ProviderConfigInvalid, ProviderNotInstalled
+from consumers.errors import (
+    InvalidInput,
+    PredictionFailure,
+    ProviderConfigInvalid,
+    ProviderNotInstalled,
+)
 from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
 
 __all__ = ["PyTorchProvider", "TensorFlowProvider"]
@@ -38,7 +44,8 @@ class _FrameworkProvider(ModelProvider):
             return importlib.import_module(self.module)
         except ImportError:
             raise ProviderNotInstalled(
-                f"{self.spec.label} needs the '{self.module}' package: pip install 'model-registry[{self.extra}]'"
+                f"{self.spec.label} needs the '{self.module}' package: "
+                f"pip install 'model-registry[{self.extra}]'"
             ) from None
 
     def load(self, framework: Any) -> Any:
@@ -55,22 +62,27 @@ class _FrameworkProvider(ModelProvider):
                     try:
                         self._model = await asyncio.to_thread(self.load, framework)
                     except FileNotFoundError:
-                        raise ProviderConfigInvalid(f"{self.spec.label}: model file {self.model_path} does not exist") from None
+                        raise ProviderConfigInvalid(
+                            f"{self.spec.label}: model file {self.model_path} does not exist"
+                        ) from None
         return framework, self._model
 
     async def warm(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the first prediction reports the failure
             await self._loaded()
-        except Exception:  # noqa: BLE001, S110 - the first prediction reports the failure
-            pass
 
     def _row(self, value: Any) -> list[float]:
         if isinstance(value, dict) and self.features is not None:
             if any(f not in value for f in self.features):
                 raise InvalidInput(f"missing feature(s) for '{self.spec.model_id}'")
             value = [value[f] for f in self.features]
-        if not isinstance(value, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            raise InvalidInput(f"'{self.spec.model_id}' takes a list of numbers (or a mapping with providerConfig.features)")
+        if not isinstance(value, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            raise InvalidInput(
+                f"'{self.spec.model_id}' takes a list of numbers "
+                "(or a mapping with providerConfig.features)"
+            )
         return [float(v) for v in value]
 
     async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
@@ -90,7 +102,9 @@ class _FrameworkProvider(ModelProvider):
             try:
                 predictions = self.run(framework, model, rows)
             except Exception as exc:  # noqa: BLE001
-                predictions = [InvalidInput(f"{self.spec.label} could not predict: {type(exc).__name__}")] * len(rows)
+                predictions = [
+                    InvalidInput(f"{self.spec.label} could not predict: {type(exc).__name__}")
+                ] * len(rows)
             for i, p in zip(where, predictions, strict=True):
                 out[i] = p if isinstance(p, PredictionFailure) else {"prediction": p}
         return out

@@ -13,7 +13,12 @@ from typing import Any
 import httpx
 import orjson
 
-from consumers.errors import ProviderBadResponse, ProviderRejected, ProviderTimeout, ProviderUnavailable
+from consumers.errors import (
+    ProviderBadResponse,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from consumers.providers.base import ProviderSpec
 from consumers.providers.secrets import redact
 
@@ -28,7 +33,9 @@ def make_client(spec: ProviderSpec) -> httpx.AsyncClient:
     policy = spec.policy
     return httpx.AsyncClient(
         timeout=httpx.Timeout(policy.timeout_s),
-        limits=httpx.Limits(max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency),
+        limits=httpx.Limits(
+            max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency
+        ),
         follow_redirects=False,
     )
 
@@ -70,7 +77,9 @@ async def post_json(
     try:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
-        raise ProviderBadResponse(f"{what} answered a body that is not JSON: {_excerpt(response.content)}") from None
+        raise ProviderBadResponse(
+            f"{what} answered a body that is not JSON: {_excerpt(response.content)}"
+        ) from None
 
 
 def prompt_of(value: Any) -> str | list[dict[str, Any]]:

@@ -1,10 +1,11 @@
 """openai: the OpenAI API through the official ``openai`` SDK.
 
 Settings: ``model`` (required), ``api`` (``chat``, the default, or ``embeddings``),
-``systemPrompt``, ``temperature``, ``maxOutput`` (``max_tokens``), ``parseJson`` (parse the answer text as
-JSON: the output is then that value). ``endpoint`` (or ``baseUrl``) points the SDK at any
-OpenAI-compatible server. ``credentials.apiKey`` is a reference resolved by the SDK's key
-provider at every request; without it the SDK sends a placeholder (for local servers).
+``systemPrompt``, ``temperature``, ``maxOutput`` (``max_tokens``), ``parseJson`` (parse
+the answer text as JSON: the output is then that value). ``endpoint`` (or ``baseUrl``)
+points the SDK at any OpenAI-compatible server. ``credentials.apiKey`` is a reference that
+the SDK's key provider resolves at every request; without it the SDK sends a placeholder
+(for local servers that need no key).
 
 Output: chat ``{"prediction": text, "model", "finishReason", "usage"}``; embeddings
 ``{"embedding": [...], "model"}``. The SDK's own retries are off: the call policy retries.
@@ -57,7 +58,9 @@ class OpenAIProvider(RemoteProvider):
         self.model: str = spec.setting("model")
         self.api: str = spec.setting("api", "chat")
         if self.api not in {"chat", "embeddings"}:
-            raise ProviderConfigInvalid(f"{spec.label}: providerConfig.api must be 'chat' or 'embeddings'")
+            raise ProviderConfigInvalid(
+                f"{spec.label}: providerConfig.api must be 'chat' or 'embeddings'"
+            )
         self.system: str | None = spec.setting("systemPrompt", None)
         self.temperature: float | None = spec.setting("temperature", None, (int, float))
         self.max_tokens: int | None = spec.setting("maxOutput", None, int)
@@ -85,14 +88,18 @@ class OpenAIProvider(RemoteProvider):
 
     async def _chat(self, value: Any) -> Any:
         prompt = prompt_of(value)
-        messages: list[Any] = [] if self.system is None else [{"role": "system", "content": self.system}]
+        messages: list[Any] = (
+            [] if self.system is None else [{"role": "system", "content": self.system}]
+        )
         messages += prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         kwargs: dict[str, Any] = {}
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.max_tokens is not None:
             kwargs["max_tokens"] = self.max_tokens
-        response = await self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
+        response = await self.client.chat.completions.create(
+            model=self.model, messages=messages, **kwargs
+        )
         if not response.choices:
             raise ProviderBadResponse(f"OpenAI ({self.model}) answered no choices")
         choice = response.choices[0]
@@ -101,9 +108,16 @@ class OpenAIProvider(RemoteProvider):
             try:
                 return orjson.loads(text)
             except orjson.JSONDecodeError:
-                raise ProviderBadResponse(f"OpenAI ({self.model}) answered text that is not JSON") from None
+                raise ProviderBadResponse(
+                    f"OpenAI ({self.model}) answered text that is not JSON"
+                ) from None
         usage = response.usage.model_dump() if response.usage is not None else None
-        return {"prediction": text, "model": response.model, "finishReason": choice.finish_reason, "usage": usage}
+        return {
+            "prediction": text,
+            "model": response.model,
+            "finishReason": choice.finish_reason,
+            "usage": usage,
+        }
 
     async def _embed(self, value: Any) -> Any:
         text = prompt_of(value)

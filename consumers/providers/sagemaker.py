@@ -32,7 +32,13 @@ SERVICE = "sagemaker"
 
 
 def sign_request(
-    url: str, body: bytes, headers: dict[str, str], region: str, access_key: str, secret_key: str, token: str | None
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    region: str,
+    access_key: str,
+    secret_key: str,
+    token: str | None,
 ) -> dict[str, str]:
     """``headers`` plus ``X-Amz-Date`` (and the token) and the SigV4 ``Authorization``."""
     request = AWSRequest(method="POST", url=url, data=body, headers=headers)
@@ -48,7 +54,9 @@ class SageMakerProvider(RemoteProvider):
         name: str = spec.setting("endpointName")
         region = spec.plain("region")
         if not region:
-            raise ProviderConfigInvalid(f"{spec.label}: a region is required (providerConfig.region or credentials.region)")
+            raise ProviderConfigInvalid(
+                f"{spec.label}: a region is required (providerConfig.region or credentials.region)"
+            )
         self.region = region
         base = spec.endpoint or f"https://runtime.sagemaker.{region}.amazonaws.com"
         self.url = f"{base.rstrip('/')}/endpoints/{quote(name, safe='')}/invocations"
@@ -56,7 +64,10 @@ class SageMakerProvider(RemoteProvider):
             "Content-Type": spec.setting("contentType", "application/json"),
             "Accept": spec.setting("accept", "application/json"),
         }
-        for setting, header in (("targetModel", "X-Amzn-SageMaker-Target-Model"), ("targetVariant", "X-Amzn-SageMaker-Target-Variant")):
+        for setting, header in (
+            ("targetModel", "X-Amzn-SageMaker-Target-Model"),
+            ("targetVariant", "X-Amzn-SageMaker-Target-Variant"),
+        ):
             value = spec.setting(setting, None)
             if value:
                 self.headers[header] = value
@@ -67,7 +78,8 @@ class SageMakerProvider(RemoteProvider):
         access = self.spec.credential("accessKeyId")
         secret = self.spec.credential("secretAccessKey")
         token = self.spec.credential("sessionToken", required=False)
-        assert access is not None and secret is not None  # required=True
+        assert access is not None
+        assert secret is not None
         return sign_request(
             self.url,
             body,

@@ -77,7 +77,9 @@ def resolve_reference(field: str, reference: str) -> Secret:
     try:
         value = Path(target).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise CredentialUnavailable(f"{field}: cannot read {target} ({exc.strerror or type(exc).__name__})") from None
+        raise CredentialUnavailable(
+            f"{field}: cannot read {target} ({exc.strerror or type(exc).__name__})"
+        ) from None
     if not value:
         raise CredentialUnavailable(f"{field}: {target} is empty")
     return Secret(field, value)

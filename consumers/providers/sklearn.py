@@ -15,12 +15,18 @@ registry's configuration, which only its operators write).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from consumers.errors import InvalidInput, PredictionFailure, ProviderConfigInvalid, ProviderNotInstalled
+from consumers.errors import (
+    InvalidInput,
+    PredictionFailure,
+    ProviderConfigInvalid,
+    ProviderNotInstalled,
+)
 from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
 from registry.domain.types import ModelType
 
@@ -53,25 +59,31 @@ class SklearnProvider(ModelProvider):
         return self._model
 
     async def warm(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the first prediction reports the failure
             await self._loaded()
-        except Exception:  # noqa: BLE001, S110 - the first prediction reports the failure
-            pass
 
     def _load(self) -> Any:
         try:
             import joblib
         except ImportError:  # pragma: no cover - joblib ships with scikit-learn
-            raise ProviderNotInstalled("scikit-learn models need scikit-learn: pip install 'model-registry[sklearn]'") from None
+            raise ProviderNotInstalled(
+                "scikit-learn models need scikit-learn: pip install 'model-registry[sklearn]'"
+            ) from None
         try:
             with _LOAD_LOCK:
                 model = joblib.load(self.model_path)
         except FileNotFoundError:
-            raise ProviderConfigInvalid(f"{self.spec.label}: model file {self.model_path} does not exist") from None
+            raise ProviderConfigInvalid(
+                f"{self.spec.label}: model file {self.model_path} does not exist"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a config problem
-            raise ProviderConfigInvalid(f"{self.spec.label}: cannot load {self.model_path} ({type(exc).__name__})") from None
+            raise ProviderConfigInvalid(
+                f"{self.spec.label}: cannot load {self.model_path} ({type(exc).__name__})"
+            ) from None
         if not hasattr(model, "predict"):
-            raise ProviderConfigInvalid(f"{self.spec.label}: {self.model_path} holds no estimator (no predict)")
+            raise ProviderConfigInvalid(
+                f"{self.spec.label}: {self.model_path} holds no estimator (no predict)"
+            )
         if self._features is None and hasattr(model, "feature_names_in_"):
             self._features = [str(f) for f in model.feature_names_in_]
         width = getattr(model, "n_features_in_", None)
@@ -82,17 +94,26 @@ class SklearnProvider(ModelProvider):
     def _row(self, value: Any) -> list[float]:
         if isinstance(value, dict):
             if self._features is None:
-                raise InvalidInput(f"{self.spec.label}: inputs must be lists (no providerConfig.features and no feature names in the model)")
+                raise InvalidInput(
+                    f"{self.spec.label}: inputs must be lists "
+                    "(no providerConfig.features and no feature names in the model)"
+                )
             missing = [f for f in self._features if f not in value]
             if missing:
-                raise InvalidInput(f"missing feature(s) {', '.join(missing[:10])} for '{self.spec.model_id}'")
+                raise InvalidInput(
+                    f"missing feature(s) {', '.join(missing[:10])} for '{self.spec.model_id}'"
+                )
             row = [value[f] for f in self._features]
         elif isinstance(value, list):
             if self._width is not None and len(value) != self._width:
-                raise InvalidInput(f"'{self.spec.model_id}' takes {self._width} features, got {len(value)}")
+                raise InvalidInput(
+                    f"'{self.spec.model_id}' takes {self._width} features, got {len(value)}"
+                )
             row = value
         else:
-            raise InvalidInput(f"'{self.spec.model_id}' takes a mapping of features or a list of numbers")
+            raise InvalidInput(
+                f"'{self.spec.model_id}' takes a mapping of features or a list of numbers"
+            )
         out: list[float] = []
         for v in row:
             if isinstance(v, bool) or not isinstance(v, int | float):
@@ -141,7 +162,9 @@ class SklearnProvider(ModelProvider):
         try:
             return self._predict(model, rows)
         except Exception as exc:  # noqa: BLE001 - e.g. a wrong number of features
-            failure = InvalidInput(f"{self.spec.label} could not predict: {type(exc).__name__}: {exc}"[:300])
+            failure = InvalidInput(
+                f"{self.spec.label} could not predict: {type(exc).__name__}: {exc}"[:300]
+            )
             return [failure] * len(rows)
 
     def _predict(self, model: Any, rows: list[list[Any]]) -> list[Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from registry.domain.messages import (
     StartABTestPayload,
 )
 from registry.domain.rules import RegistryState, decide
-from registry.domain.types import ModelConfig
+from registry.domain.types import ModelConfig, Status
 from registry.kafka.clients import make_consumer, make_producer, partitions_of
 from registry.settings import Settings
 from tests.helpers import read_topic
@@ -74,17 +74,27 @@ def lead_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "regressor": folder / "revenue-lr.joblib",
     }
     joblib.dump(LogisticRegression(max_iter=500).fit(x, y), paths["champion"])
-    joblib.dump(RandomForestClassifier(n_estimators=10, max_depth=4, random_state=1).fit(x, y), paths["challenger"])
+    joblib.dump(
+        RandomForestClassifier(n_estimators=10, max_depth=4, random_state=1).fit(x, y),
+        paths["challenger"],
+    )
     joblib.dump(LinearRegression().fit(x, x[:, 3] * 3.0 + 10), paths["regressor"])
     return paths
 
 
 def lead_input(i: int) -> dict[str, float]:
     """A deterministic lead's features."""
-    return {"visits": i % 11, "emails_opened": (i * 7) % 5, "company_size": (i * 37) % 480 + 1, "budget_k": (i * 13) % 190}
+    return {
+        "visits": i % 11,
+        "emails_opened": (i * 7) % 5,
+        "company_size": (i * 37) % 480 + 1,
+        "budget_k": (i * 13) % 190,
+    }
 
 
-def sklearn_config(model_id: str, path: Path, *, status: str = "active", version: str = "1.0.0", **extra: Any) -> ModelConfig:
+def sklearn_config(
+    model_id: str, path: Path, *, status: str = "active", version: str = "1.0.0", **extra: Any
+) -> ModelConfig:
     return ModelConfig.model_validate(
         {
             "id": model_id,
@@ -93,12 +103,20 @@ def sklearn_config(model_id: str, path: Path, *, status: str = "active", version
             "type": extra.pop("type", "classification"),
             "provider": "scikit-learn",
             "status": status,
-            "providerConfig": {"provider": "scikit-learn", "modelPath": str(path), "features": FEATURES, **extra},
+            "providerConfig": {
+                "provider": "scikit-learn",
+                "modelPath": str(path),
+                "features": FEATURES,
+                **extra,
+            },
         }
     )
 
 
-def custom_config(model_id: str, function: str, *, status: str = "active", **settings: Any) -> ModelConfig:
+def custom_config(
+    model_id: str, function: str, *, status: str = "active", **settings: Any
+) -> ModelConfig:
+    """A ``custom`` provider model calling ``function`` (``module:name``)."""
     return ModelConfig.model_validate(
         {
             "id": model_id,
@@ -143,15 +161,31 @@ class RegistryWriter:
         await self.execute(RegisterModel(model_id=config.id, payload=config, actor="test"))
 
     async def status(self, model_id: str, status: str) -> None:
-        await self.execute(ChangeStatus(model_id=model_id, payload=ChangeStatusPayload(status=status), actor="test"))  # type: ignore[arg-type]
+        await self.execute(
+            ChangeStatus(
+                model_id=model_id, payload=ChangeStatusPayload(status=Status(status)), actor="test"
+            )
+        )
 
-    async def start_test(self, challenger: str, champion: str, traffic: float, routing: str = "hash") -> str:
-        payload = StartABTestPayload(champion_model_id=champion, traffic_percentage=traffic, routing=routing)
-        (event,) = await self.execute(StartABTest(model_id=challenger, payload=payload, actor="test"))
+    async def start_test(
+        self, challenger: str, champion: str, traffic: float, routing: str = "hash"
+    ) -> str:
+        payload = StartABTestPayload(
+            champion_model_id=champion, traffic_percentage=traffic, routing=routing
+        )
+        (event,) = await self.execute(
+            StartABTest(model_id=challenger, payload=payload, actor="test")
+        )
         return str(event.payload.test_id)  # type: ignore[attr-defined]
 
     async def traffic(self, challenger: str, traffic: float) -> None:
-        await self.execute(ChangeABTraffic(model_id=challenger, payload=ChangeABTrafficPayload(traffic_percentage=traffic), actor="test"))
+        await self.execute(
+            ChangeABTraffic(
+                model_id=challenger,
+                payload=ChangeABTrafficPayload(traffic_percentage=traffic),
+                actor="test",
+            )
+        )
 
 
 @pytest.fixture
@@ -172,21 +206,38 @@ def registry(settings: Settings, producer: AIOKafkaProducer) -> RegistryWriter:
 # --------------------------------------------------------------------------- requests/results
 
 
-def request_bytes(request_id: str, model_id: str, input: Any, unit_id: str | None = None, **extra: Any) -> bytes:  # noqa: A002
-    body: dict[str, Any] = {"type": "PredictionRequest", "id": request_id, "model_id": model_id, "input": input, **extra}
+def request_bytes(
+    request_id: str, model_id: str, input: Any, unit_id: str | None = None, **extra: Any
+) -> bytes:  # noqa: A002
+    body: dict[str, Any] = {
+        "type": "PredictionRequest",
+        "id": request_id,
+        "model_id": model_id,
+        "input": input,
+        **extra,
+    }
     if unit_id is not None:
         body["unit_id"] = unit_id
     return orjson.dumps(body)
 
 
-async def send_requests(settings: Settings, producer: AIOKafkaProducer, items: list[tuple[bytes | None, bytes | None]]) -> None:
+async def send_requests(
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    items: Sequence[tuple[bytes | None, bytes | None]],
+) -> None:
     """Produce (key, value) pairs to predictions.requests and wait for every ack."""
     topic = settings.topic("predictions.requests")
-    futures = [await producer.send(topic, value, key=key, headers=[("type", b"PredictionRequest")]) for key, value in items]
+    futures = [
+        await producer.send(topic, value, key=key, headers=[("type", b"PredictionRequest")])
+        for key, value in items
+    ]
     await asyncio.gather(*futures)
 
 
-async def collect_results(settings: Settings, expected: int, timeout: float = 60.0) -> list[PredictionResult]:
+async def collect_results(
+    settings: Settings, expected: int, timeout: float = 60.0
+) -> list[PredictionResult]:
     """Read predictions.results from the start until ``expected`` distinct request ids are seen;
     returns every result read (duplicates included), each validated as a ``PredictionResult``."""
     consumer = make_consumer(settings, fetch_max_wait_ms=20)
@@ -219,7 +270,9 @@ async def dlq_records(settings: Settings) -> list[Any]:
 @contextlib.asynccontextmanager
 async def running_consumer(settings: Settings, **kwargs: Any) -> AsyncIterator[PredictionConsumer]:
     """A PredictionConsumer running as a task until the block ends (then stopped cleanly)."""
-    config = kwargs.pop("config", None) or PredictorConfig(session_timeout_ms=6000, provider_backoff_s=0.01, assignment="all")
+    config = kwargs.pop("config", None) or PredictorConfig(
+        session_timeout_ms=6000, provider_backoff_s=0.01, assignment="all"
+    )
     consumer = PredictionConsumer(settings, config=config, **kwargs)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
@@ -237,11 +290,11 @@ async def running_consumer(settings: Settings, **kwargs: Any) -> AsyncIterator[P
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No PREDICTOR_* variables leak in from the environment."""
     import os
 
     for name in list(os.environ):
         if name.startswith("PREDICTOR_"):
             monkeypatch.delenv(name)
-    yield monkeypatch
+    return monkeypatch

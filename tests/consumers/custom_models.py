@@ -1,4 +1,4 @@
-"""Callables used as ``custom`` provider models in tests (``tests.consumers.custom_models:NAME``)."""
+"""Callables used as ``custom`` models in tests (``tests.consumers.custom_models:NAME``)."""
 
 from __future__ import annotations
 

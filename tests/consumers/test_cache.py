@@ -57,7 +57,9 @@ def test_versions_do_not_share_entries() -> None:
 
 json_values: Any = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -78,11 +80,13 @@ def test_recent_ids_are_bounded_and_forgettable() -> None:
     for i in range(5):
         recent.add(f"r{i}")
     assert len(recent) == 3
-    assert "r0" not in recent and "r1" not in recent
+    assert "r0" not in recent
+    assert "r1" not in recent
     assert all(f"r{i}" in recent for i in (2, 3, 4))
     recent.add("r2")  # refreshed: now the newest
     recent.add("r5")
-    assert "r2" in recent and "r3" not in recent
+    assert "r2" in recent
+    assert "r3" not in recent
     recent.discard("r2")
     assert "r2" not in recent
     recent.discard("never-seen")  # no error

@@ -19,7 +19,13 @@ from aiokafka import AIOKafkaProducer
 from consumers.messages import PredictionResult
 from registry.kafka.clients import make_consumer, partitions_of
 from registry.settings import Settings
-from tests.consumers.conftest import RegistryWriter, lead_input, request_bytes, send_requests, sklearn_config
+from tests.consumers.conftest import (
+    RegistryWriter,
+    lead_input,
+    request_bytes,
+    send_requests,
+    sklearn_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,7 +80,16 @@ def _start(settings: Settings, log: Path, assignment: str) -> subprocess.Popen[b
 
 
 def _answer(r: PredictionResult) -> tuple[Any, ...]:
-    return (r.id, r.variant, r.served_model_id, r.served_version, r.test_id, r.split_version, repr(r.output), r.error)
+    return (
+        r.id,
+        r.variant,
+        r.served_model_id,
+        r.served_version,
+        r.test_id,
+        r.split_version,
+        repr(r.output),
+        r.error,
+    )
 
 
 @pytest.mark.parametrize("assignment", ["all", "group"])
@@ -89,8 +104,20 @@ async def test_kill_9_mid_stream_loses_nothing_and_repeats_answers_exactly(
     await registry.register(sklearn_config("lead-v1", lead_models["champion"]))
     await registry.register(sklearn_config("lead-v2", lead_models["challenger"], version="2.0.0"))
     await registry.start_test("lead-v2", "lead-v1", 20)
-    first = [(f"lead-{i % 3000}".encode(), request_bytes(f"r{i}", "lead-v1", lead_input(i), f"lead-{i % 3000}")) for i in range(12_000)]
-    later = [(f"lead-{i % 3000}".encode(), request_bytes(f"r{i}", "lead-v1", lead_input(i), f"lead-{i % 3000}")) for i in range(12_000, 14_000)]
+    first = [
+        (
+            f"lead-{i % 3000}".encode(),
+            request_bytes(f"r{i}", "lead-v1", lead_input(i), f"lead-{i % 3000}"),
+        )
+        for i in range(12_000)
+    ]
+    later = [
+        (
+            f"lead-{i % 3000}".encode(),
+            request_bytes(f"r{i}", "lead-v1", lead_input(i), f"lead-{i % 3000}"),
+        )
+        for i in range(12_000, 14_000)
+    ]
     await send_requests(settings, producer, first)
     log = tmp_path / "predictor.log"
     async with ResultsWatcher(settings) as watcher:
@@ -114,9 +141,13 @@ async def test_kill_9_mid_stream_loses_nothing_and_repeats_answers_exactly(
     answers: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
     for r in watcher.results:
         answers[r.request_id].add(_answer(r))
-    assert all(len(a) == 1 for a in answers.values()), "a redelivered request got a different answer"
+    assert all(len(a) == 1 for a in answers.values()), (
+        "a redelivered request got a different answer"
+    )
     assert all(r.error is None for r in watcher.results)
     variants_of_unit: dict[str | None, set[str]] = defaultdict(set)
     for r in watcher.results:
         variants_of_unit[r.unit_id].add(r.variant)
-    assert all(len(v) == 1 for v in variants_of_unit.values()), "a unit changed variant across the restart"
+    assert all(len(v) == 1 for v in variants_of_unit.values()), (
+        "a unit changed variant across the restart"
+    )

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from consumers.routing import BUCKETS, ChampionChallengerRouter, TestPair, bucket_of
 from registry.domain.rules import ActiveABTest, ModelState
-from registry.domain.types import ModelConfig
+from registry.domain.types import ModelConfig, ModelType, Provider, Status
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 units = st.text(min_size=1, max_size=40)
@@ -17,7 +17,14 @@ percent = st.floats(min_value=0, max_value=100, allow_nan=False)
 
 
 def _state(model_id: str, test: ActiveABTest | None = None) -> ModelState:
-    cfg = ModelConfig(id=model_id, name=model_id, version="1.0.0", type="classification", provider="custom", status="active")  # type: ignore[arg-type]
+    cfg = ModelConfig(
+        id=model_id,
+        name=model_id,
+        version="1.0.0",
+        type=ModelType.CLASSIFICATION,
+        provider=Provider.CUSTOM,
+        status=Status.ACTIVE,
+    )
     return ModelState(config=cfg, revision=1, registered_at=NOW, updated_at=NOW, ab_test=test)
 
 
@@ -26,7 +33,9 @@ def _test(traffic: float, routing: str = "hash", split_version: int = 1) -> Acti
 
 
 def _pair(traffic: float, routing: str = "hash") -> TestPair:
-    return TestPair(challenger=_state("lead-v2", _test(traffic, routing)), champion=_state("lead-v1"))
+    return TestPair(
+        challenger=_state("lead-v2", _test(traffic, routing)), champion=_state("lead-v1")
+    )
 
 
 def test_bucket_is_a_stable_function_of_bytes() -> None:
@@ -61,7 +70,9 @@ def test_share_matches_the_traffic_percentage() -> None:
     shares = []
     for traffic in (5, 20, 50, 87.5):
         test = ActiveABTest(f"ab:m:{traffic}", "c", traffic, "hash", 1, NOW)
-        share = sum(router.variant(test, f"lead-{i}", "r") == "challenger" for i in range(10_000)) / 100
+        share = (
+            sum(router.variant(test, f"lead-{i}", "r") == "challenger" for i in range(10_000)) / 100
+        )
         assert abs(share - traffic) < 1.5  # ~3.5 standard deviations at 10,000 units
         shares.append(share)
     assert shares == sorted(shares)
@@ -80,13 +91,18 @@ def test_random_routing_is_per_request_yet_repeatable(unit: str) -> None:
     test = _test(50, "random")
     variants = [router.variant(test, unit, f"req-{i}") for i in range(64)]
     assert set(variants) == {"champion", "challenger"}  # not sticky per unit
-    assert [router.variant(test, unit, f"req-{i}") for i in range(64)] == variants  # same id, same answer
+    assert [
+        router.variant(test, unit, f"req-{i}") for i in range(64)
+    ] == variants  # same id, same answer
 
 
 def test_random_routing_share() -> None:
     router = ChampionChallengerRouter()
     test = _test(20, "random")
-    share = sum(router.variant(test, "same-unit", f"req-{i}") == "challenger" for i in range(10_000)) / 10_000
+    share = (
+        sum(router.variant(test, "same-unit", f"req-{i}") == "challenger" for i in range(10_000))
+        / 10_000
+    )
     assert 0.18 <= share <= 0.22
 
 
@@ -94,7 +110,12 @@ def test_route_without_a_test_serves_the_requested_model() -> None:
     router = ChampionChallengerRouter()
     model = _state("churn-v1")
     route = router.route(model, None, "u1", "r1")
-    assert (route.served, route.variant, route.test_id, route.split_version) == (model, "none", None, None)
+    assert (route.served, route.variant, route.test_id, route.split_version) == (
+        model,
+        "none",
+        None,
+        None,
+    )
 
 
 def test_route_tags_and_both_ids_route_through_the_split() -> None:
@@ -107,8 +128,10 @@ def test_route_tags_and_both_ids_route_through_the_split() -> None:
         via_challenger = router.route(pair.challenger, pair, unit, f"b{i}")
         assert via_champion.variant == via_challenger.variant  # either id: the same split
         expected = pair.challenger if via_champion.variant == "challenger" else pair.champion
-        assert via_champion.served is expected and via_challenger.served is expected
-        assert via_champion.test_id == "ab:lead-v2:2" and via_champion.split_version == 1
+        assert via_champion.served is expected
+        assert via_challenger.served is expected
+        assert via_champion.test_id == "ab:lead-v2:2"
+        assert via_champion.split_version == 1
         assert via_champion.champion is pair.champion
         seen[via_champion.variant] += 1
     assert 0.26 <= seen["challenger"] / 2000 <= 0.34

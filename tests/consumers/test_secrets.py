@@ -13,9 +13,15 @@ from consumers.providers.secrets import Secret, redact, resolve_reference
 
 def test_env_reference_resolves_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_PRED_KEY", "first-value-123")
-    assert resolve_reference("credentials.apiKey", "env:TEST_PRED_KEY").reveal() == "first-value-123"
-    monkeypatch.setenv("TEST_PRED_KEY", "rotated-value-456")  # a rotation is picked up by the next call
-    assert resolve_reference("credentials.apiKey", "env:TEST_PRED_KEY").reveal() == "rotated-value-456"
+    assert (
+        resolve_reference("credentials.apiKey", "env:TEST_PRED_KEY").reveal() == "first-value-123"
+    )
+    monkeypatch.setenv(
+        "TEST_PRED_KEY", "rotated-value-456"
+    )  # a rotation is picked up by the next call
+    assert (
+        resolve_reference("credentials.apiKey", "env:TEST_PRED_KEY").reveal() == "rotated-value-456"
+    )
 
 
 def test_file_reference(tmp_path: Path) -> None:
@@ -29,7 +35,8 @@ def test_unset_variable_names_the_variable_not_a_value(monkeypatch: pytest.Monke
     with pytest.raises(CredentialUnavailable) as info:
         resolve_reference("credentials.apiKey", "env:TEST_PRED_MISSING")
     assert info.value.code == "CredentialUnavailable"
-    assert "TEST_PRED_MISSING" in info.value.message and "credentials.apiKey" in info.value.message
+    assert "TEST_PRED_MISSING" in info.value.message
+    assert "credentials.apiKey" in info.value.message
 
 
 def test_unreadable_and_empty_files(tmp_path: Path) -> None:
@@ -49,7 +56,8 @@ def test_a_raw_value_is_not_a_reference() -> None:
 
 def test_a_secret_never_shows_its_value() -> None:
     secret = Secret("credentials.apiKey", "hidden-value-0001")
-    assert "hidden-value-0001" not in repr(secret) and "hidden-value-0001" not in str(secret)
+    assert "hidden-value-0001" not in repr(secret)
+    assert "hidden-value-0001" not in str(secret)
     assert "hidden-value-0001" not in f"{secret} {[secret]} {dict(k=secret)}"
     with pytest.raises(TypeError):
         pickle.dumps(secret)
@@ -57,6 +65,11 @@ def test_a_secret_never_shows_its_value() -> None:
 
 def test_redact_scrubs_what_was_revealed() -> None:
     secret = Secret("credentials.apiKey", "scrub-me-please-42")
-    assert redact("error: scrub-me-please-42 rejected") == "error: scrub-me-please-42 rejected"  # not revealed yet
+    assert (
+        redact("error: scrub-me-please-42 rejected") == "error: scrub-me-please-42 rejected"
+    )  # not revealed yet
     secret.reveal()
-    assert redact("error: scrub-me-please-42 rejected, again scrub-me-please-42") == "error: *** rejected, again ***"
+    assert (
+        redact("error: scrub-me-please-42 rejected, again scrub-me-please-42")
+        == "error: *** rejected, again ***"
+    )
