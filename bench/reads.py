@@ -1,0 +1,127 @@
+"""Reads from the projection: ``get_model`` per second and ``list_models`` with a filter.
+
+    python bench/reads.py [--models 100000] [--quick] [--json out.json]
+
+Builds a projection of N models (registered, half of them promoted to active, through the
+real projector from events on the broker), then measures through ``ProjectionReader``:
+1. ``get_model(id)`` for random ids, per second; baseline in the same run: the bare
+   ``SELECT * FROM models WHERE model_id = ?`` on the same file with sqlite3 (the ceiling);
+2. ``list_models(type=..., status=...)`` latency (p50/p99) over the N models.
+Targets: get_model >= 20,000/s; list_models with a filter < 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import bootstrap, machine, peak_rss_mb, percentile, write_figures  # noqa: E402
+from bench.events import produce  # noqa: E402
+
+TYPES = ["classification", "regression", "clustering", "nlp", "recommendation", "forecasting"]
+PROVIDERS = ["openai", "anthropic", "aws-sagemaker", "azure-ml", "custom", "scikit-learn", "tensorflow", "pytorch"]
+
+
+def model_events(n: int):  # type: ignore[no-untyped-def]
+    """ModelRegistered for n models (types and providers spread), plus activation for half."""
+    from datetime import UTC, datetime
+
+    from registry import codec
+    from registry.domain import messages as m
+    from registry.domain.types import ModelConfig
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for i in range(n):
+        mid = f"model-{i:08d}"
+        cfg = ModelConfig(id=mid, name=f"Model {i}", version="1.0.0", type=TYPES[i % 6], provider=PROVIDERS[i % 8],
+                          description="bench", status="testing")
+        yield mid.encode(), codec.encode(m.ModelRegistered(model_id=mid, revision=1, occurred_at=at, payload=cfg))
+        if (i // 8) % 2 == 0:
+            payload = m.ModelStatusChangedPayload(**{"from": "testing", "to": "active"})
+            yield mid.encode(), codec.encode(m.ModelStatusChanged(model_id=mid, revision=2, occurred_at=at, payload=payload))
+
+
+async def main_async(n: int, lookups: int, out: Path) -> None:
+    from projections.reader import ProjectionReader
+    from projections.rebuild import rebuild
+    from registry.kafka.topics import ensure_topics
+    from registry.settings import Settings
+
+    broker, bs = bootstrap()
+    try:
+        settings = Settings(bootstrap_servers=bs, topic_prefix=f"reads{int(time.time())}.", fetch_max_wait_ms=20)
+        await ensure_topics(settings)
+        produced = await produce(bs, settings.topic("registry.events"), model_events(n))
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "projection.db"
+            await rebuild(settings, db)
+            ids = [f"model-{random.randrange(n):08d}" for _ in range(lookups)]
+            async with ProjectionReader(db) as reader:
+                assert await reader.get_model(ids[0]) is not None
+                started = time.perf_counter()
+                for mid in ids:
+                    await reader.get_model(mid)
+                get_rate = lookups / (time.perf_counter() - started)
+                latencies = []
+                for i in range(60):
+                    t = time.perf_counter()
+                    found = await reader.list_models(type=TYPES[i % 6], status="active", provider=None)
+                    latencies.append((time.perf_counter() - t) * 1000)
+                    assert found
+                narrow = []
+                for i in range(60):
+                    t = time.perf_counter()
+                    await reader.list_models(type=TYPES[i % 6], provider=PROVIDERS[(i * 3) % 8], status="active")
+                    narrow.append((time.perf_counter() - t) * 1000)
+                rows_per_list = len(found)
+            conn = sqlite3.connect(db)
+            started = time.perf_counter()
+            for mid in ids:
+                conn.execute("SELECT * FROM models WHERE model_id = ?", (mid,)).fetchone()
+            bare_rate = lookups / (time.perf_counter() - started)
+            conn.close()
+    finally:
+        if broker is not None:
+            broker.stop()
+    figures = {
+        "models": n, "events": produced, "get_model_per_s": round(get_rate), "bare_select_per_s": round(bare_rate),
+        "get_model_ratio_to_bare": round(get_rate / bare_rate, 3),
+        "list_models_type_status_p50_ms": round(percentile(latencies, 50), 2),
+        "list_models_type_status_p99_ms": round(percentile(latencies, 99), 2),
+        "list_models_rows": rows_per_list,
+        "list_models_narrow_p50_ms": round(percentile(narrow, 50), 2),
+        "list_models_narrow_p99_ms": round(percentile(narrow, 99), 2),
+        "target_get_model_per_s": 20000, "target_list_models_ms": 10,
+        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+    }
+    print(f"reads: projection of {n:,} models")
+    print(f"  bare sqlite3 SELECT by id {bare_rate:>10,.0f}/s  (ceiling)")
+    print(f"  get_model                 {get_rate:>10,.0f}/s  ratio {get_rate / bare_rate:.2f}  (target >= 20,000/s)")
+    print(f"  list_models(type, status=active): p50 {figures['list_models_type_status_p50_ms']} ms, "
+          f"p99 {figures['list_models_type_status_p99_ms']} ms for {rows_per_list:,} rows")
+    print(f"  list_models(type, provider, status): p50 {figures['list_models_narrow_p50_ms']} ms, "
+          f"p99 {figures['list_models_narrow_p99_ms']} ms  (target < 10 ms)")
+    print(f"  peak RSS {figures['peak_rss_mb']} MB")
+    write_figures(out, figures)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="2,000 models: a smoke run")
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "reads.json")
+    args = ap.parse_args()
+    n = 2_000 if args.quick else args.models
+    asyncio.run(main_async(n, 2_000 if args.quick else 50_000, args.json))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Each benchmark runs in its --quick form so the scripts cannot rot; figures are printed and
+written as JSON. No speed is asserted here: speed lives in bench/ (DESIGN.md section 12)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("script", "keys"),
+    [
+        ("codec.py", ["decode_event_per_s", "decode_vs_bare_ratio"]),
+        ("rebuild.py", ["rebuild_per_s", "bare_fetch_per_s", "ratio_to_bare_fetch"]),
+        ("writes.py", ["commands_per_s", "ryw_p99_ms", "mlflow_writes_per_s", "ratio_to_mlflow"]),
+        ("reads.py", ["get_model_per_s", "bare_select_per_s", "list_models_narrow_p99_ms"]),
+        ("predictions.py", ["requests_per_s", "bare_loop_per_s", "ratio_to_bare_loop"]),
+    ],
+)
+def test_bench_quick(script: str, keys: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "ratio" in run.stdout
+    figures = json.loads(out.read_text())
+    for key in keys:
+        assert figures.get(key) is not None, f"{script} did not report {key}"
+    assert figures["machine"]["cores"] >= 1
+    assert any(k.startswith("peak_rss") or k.endswith("peak_rss_mb") for k in figures)
