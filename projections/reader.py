@@ -331,4 +331,4 @@ class ProjectionReader:
             if time.monotonic() >= deadline:
                 raise ProjectionLagError(partition, offset, applied, timeout, detail)
             await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 0.01)
+            pause = min(pause * 1.5, 0.005)
