@@ -13,7 +13,6 @@ that a producer cannot reproduce, or an offset comes out different.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import sqlite3
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from projections.errors import ProjectionUnavailable, RestoreRefused
 from projections.guard import high_watermarks, placeholder
@@ -52,19 +52,26 @@ def _decode_row(row: tuple[Any, ...]) -> Stored:
     return partition, offset, key, data, hdrs, ts
 
 
-def _stored(db_path: Path) -> tuple[str | None, list[Stored]]:
-    """The stored topic name and records, in (partition, offset) order."""
+_UNION = """
+SELECT partition, offset FROM events
+UNION ALL
+SELECT partition, offset FROM projection_errors WHERE kind = 'undecodable'
+"""
+_FIRST_GAP = f"""
+SELECT partition, prev, offset FROM (
+  SELECT partition, offset, lag(offset) OVER (PARTITION BY partition ORDER BY offset) AS prev FROM ({_UNION})
+) WHERE offset != coalesce(prev + 1, 0) ORDER BY partition, offset LIMIT 1
+"""
+
+
+def _open(db_path: Path) -> sqlite3.Connection:
     if not db_path.exists():
         raise ProjectionUnavailable(f"no projection at {db_path} to restore from")
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        topic = conn.execute("SELECT value FROM projection_meta WHERE key = 'topic'").fetchone()
-        return (topic[0] if topic else None), list(_chunks(conn))
-    finally:
-        conn.close()
+    return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
 
 
-def _chunks(conn: sqlite3.Connection) -> Iterator[Stored]:
+def _chunks(conn: sqlite3.Connection) -> Iterator[list[Stored]]:
+    """The stored records in (partition, offset) order, a chunk at a time (memory stays bounded)."""
     last = (-1, -1)
     while True:
         rows = conn.execute(
@@ -72,21 +79,24 @@ def _chunks(conn: sqlite3.Connection) -> Iterator[Stored]:
         ).fetchall()
         if not rows:
             return
-        for row in rows:
-            yield _decode_row(row)
+        yield [_decode_row(row) for row in rows]
         last = (rows[-1][0], rows[-1][1])
 
 
-def _check_contiguous(records: list[Stored]) -> None:
-    expected: dict[int, int] = {}
-    for partition, offset, *_ in records:
-        want = expected.get(partition, 0)
-        if offset != want:
-            raise RestoreRefused(
-                f"the stored log of partition {partition} jumps from offset {want - 1} to {offset}; "
-                "a producer cannot reproduce gaps, so the offsets would not match. Rebuild instead."
-            )
-        expected[partition] = offset + 1
+def _check_stored(conn: sqlite3.Connection, topic: str, db_path: Path) -> tuple[int, int]:
+    """(records, highest partition) of a stored log that can be reproduced offset for offset."""
+    stored = conn.execute("SELECT value FROM projection_meta WHERE key = 'topic'").fetchone()
+    if stored is not None and stored[0] != topic:
+        raise RestoreRefused(f"{db_path} holds the log of {stored[0]}, not of {topic}")
+    gap = conn.execute(_FIRST_GAP).fetchone()
+    if gap is not None:
+        partition, prev, offset = gap
+        raise RestoreRefused(
+            f"the stored log of partition {partition} jumps from offset {-1 if prev is None else prev} "
+            f"to {offset}; a producer cannot reproduce gaps, so the offsets would not match. Rebuild instead."
+        )
+    count, top = conn.execute(f"SELECT count(*), max(partition) FROM ({_UNION})").fetchone()
+    return int(count), int(top or 0)
 
 
 async def restore_log(settings: Settings, db_path: Path) -> int:
@@ -97,35 +107,41 @@ async def restore_log(settings: Settings, db_path: Path) -> int:
         ProjectionUnavailable: there is no projection file to restore from.
     """
     topic = settings.topic("registry.events")
-    stored_topic, records = await asyncio.to_thread(_stored, Path(db_path))
-    if not records:
-        return 0
-    if stored_topic is not None and stored_topic != topic:
-        raise RestoreRefused(f"{db_path} holds the log of {stored_topic}, not of {topic}")
-    _check_contiguous(records)
-    await _check_empty(settings, topic, max(r[0] for r in records))
-    producer = make_producer(settings, linger_ms=5, max_batch_size=1024 * 1024)
-    await start_client(producer, settings)
+    conn = _open(Path(db_path))
     try:
-        futures = [
-            (
-                offset,
-                await producer.send(
-                    topic, value, key=key, headers=headers, partition=partition, timestamp_ms=ts
-                ),
-            )
-            for partition, offset, key, value, headers, ts in records
-        ]
-        for offset, future in futures:
-            meta = await future
-            if meta.offset != offset:
-                raise RestoreRefused(
-                    f"a restored record landed at offset {meta.offset} of partition {meta.partition} instead of "
-                    f"{offset}; the topic was written to during the restore. Rebuild the projection."
-                )
+        count, top = _check_stored(conn, topic, Path(db_path))
+        if count == 0:
+            return 0
+        await _check_empty(settings, topic, top)
+        producer = make_producer(settings, linger_ms=5, max_batch_size=1024 * 1024)
+        await start_client(producer, settings)
+        try:
+            for chunk in _chunks(conn):
+                await _produce(producer, topic, chunk)
+        finally:
+            await producer.stop()
     finally:
-        await producer.stop()
-    return len(records)
+        conn.close()
+    return count
+
+
+async def _produce(producer: AIOKafkaProducer, topic: str, chunk: list[Stored]) -> None:
+    futures = [
+        (
+            offset,
+            await producer.send(
+                topic, value, key=key, headers=headers, partition=partition, timestamp_ms=ts
+            ),
+        )
+        for partition, offset, key, value, headers, ts in chunk
+    ]
+    for offset, future in futures:
+        meta = await future
+        if meta.offset != offset:
+            raise RestoreRefused(
+                f"a restored record landed at offset {meta.offset} of partition {meta.partition} instead "
+                f"of {offset}; the topic was written to during the restore. Rebuild the projection."
+            )
 
 
 async def _check_empty(settings: Settings, topic: str, max_partition: int) -> None:
