@@ -101,6 +101,7 @@ class PredictionConsumer:
         self._result_partitions: list[int] = []
         self._same_partitioning = True
         self._partitioner = DefaultPartitioner()
+        self._follower: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -136,6 +137,7 @@ class PredictionConsumer:
             await start_client(consumer, self.settings)
             await self._learn_partitions(producer, consumer)
             follower = asyncio.create_task(self.view.follow(follow_stop), name="registry-view")
+            self._follower = follower
             self.ready.set()
             log.info("prediction consumer ready", extra={"topic": self.requests_topic})
             await self._serve(stop, consumer, producer)
@@ -186,6 +188,7 @@ class PredictionConsumer:
         committer.start()
         try:
             while not stop.is_set():
+                self._check_view()
                 if committer.failed:
                     await self._recover(consumer, committer)
                 data = await consumer.getmany(
@@ -207,6 +210,14 @@ class PredictionConsumer:
                 await self._update_lag(consumer)
         finally:
             await committer.stop()
+
+    def _check_view(self) -> None:
+        """A predictor whose registry view stopped following must not serve on: it crashes
+        (visibly, for its supervisor) instead of answering from a frozen view."""
+        follower = self._follower
+        if follower is not None and follower.done():
+            follower.result()  # re-raises the view's error, if it had one
+            raise RuntimeError("the registry view stopped following registry.events")
 
     async def _recover(self, consumer: AIOKafkaConsumer, committer: Committer) -> None:
         """After a failed delivery: rewind to the first unfinished offsets, forget their ids."""

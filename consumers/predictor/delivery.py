@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from consumers.predictor.pipeline import BatchOutcome
 from registry.kafka.dlq import send_to_dlq
@@ -106,7 +106,7 @@ class Committer:
                     continue
                 try:
                     await self._finish(batch)
-                except KafkaError as exc:
+                except Exception as exc:  # noqa: BLE001 - Kafka errors mostly; never stall the queue
                     log.error(
                         "delivering a batch failed (%s); it will be answered again",
                         type(exc).__name__,

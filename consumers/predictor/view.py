@@ -18,6 +18,7 @@ import logging
 import time
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from consumers.routing import TestPair
 from registry import codec
@@ -123,9 +124,14 @@ class RegistryView:
         consumer = self._consumer
         assert consumer is not None, "start() first"
         while not stop.is_set():
-            batch = await consumer.getmany(
-                *self._partitions, timeout_ms=self.poll_ms, max_records=5000
-            )
+            try:
+                batch = await consumer.getmany(
+                    *self._partitions, timeout_ms=self.poll_ms, max_records=5000
+                )
+            except KafkaError as exc:  # a broker hiccup: the position is kept, try again
+                log.warning("reading registry.events failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
             for records in batch.values():
                 self.apply_records(records)
             if await self._at_end(consumer):
