@@ -32,14 +32,28 @@ def cli_settings(**overrides: Any) -> Settings:
     settings = Settings.from_env(**overrides)
     if not settings.bootstrap_servers:
         runtime = settings.data_dir / RUNTIME_FILE
-        if runtime.exists():
-            info = json.loads(runtime.read_text())
+        info = json.loads(runtime.read_text()) if runtime.exists() else None
+        if info and not _pid_alive(int(info.get("pid", 0))):
+            info = None  # left behind by an `up` that was killed
+        if info:
             settings = settings.with_(bootstrap_servers=info["bootstrap_servers"], topic_prefix=info.get("topic_prefix", settings.topic_prefix))
         else:
             raise click.ClickException(
                 "no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS, or start the stack with `model-registry up`"
             )
     return settings
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -133,7 +134,10 @@ def demo(data_dir: Path | None, n_requests: int) -> None:
     if data_dir is not None:
         settings = settings.with_(data_dir=data_dir)
     runtime = settings.data_dir / RUNTIME_FILE
-    if settings.bootstrap_servers or runtime.exists():
+    from registry.cli import _pid_alive
+
+    running = runtime.exists() and _pid_alive(int(json.loads(runtime.read_text()).get("pid", 0)))
+    if settings.bootstrap_servers or running:
         from registry.cli import cli_settings
 
         settings = cli_settings(data_dir=settings.data_dir)

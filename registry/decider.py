@@ -32,6 +32,7 @@ from registry.domain.errors import DecodeError, Rejection, RejectionCode, Secret
 from registry.domain.messages import REGISTRY_KEY, CommandBase, CommandReply, EventBase, EventRef, utc_now
 from registry.domain.rules import RegistryState, RevisionGap, decide
 from registry.kafka.clients import make_consumer, make_producer, partitions_of, read_until_caught_up, start_client
+from registry.journal import EventJournal, JournalRecord
 from registry.kafka.dlq import send_to_dlq
 from registry.settings import Settings
 
@@ -80,11 +81,13 @@ class Decider:
         allow_clear: bool | None = None,
         clock: Callable[[], datetime] = utc_now,
         batch_size: int = 1000,
+        journal: EventJournal | None = None,
     ) -> None:
         self.settings = settings
         self.allow_clear = settings.allow_clear if allow_clear is None else allow_clear
         self.clock = clock
         self.batch_size = batch_size
+        self.journal = journal
         self.stats = DeciderStats()
         self._commands = settings.topic("registry.commands")
         self._events = settings.topic("registry.events")
@@ -206,10 +209,13 @@ class Decider:
                 pending.append(sent)
                 in_batch.add(sent[0].id)
         # Wait for every append (acks=all) before replying: a reply promises durability.
+        journal: list[JournalRecord] = []
         for command, sends in pending:
             refs = []
             for event, fut in sends:
                 meta = await fut
+                if self.journal is not None:
+                    journal.append(JournalRecord(meta.partition, meta.offset, event.model_id.encode(), codec.encode(event), tuple(codec.headers_for(event))))
                 refs.append(
                     EventRef(id=event.id, type=event.type, revision=event.revision, partition=meta.partition, offset=meta.offset)  # type: ignore[attr-defined]
                 )
@@ -219,6 +225,8 @@ class Decider:
         for command in repeated:
             self.stats.duplicates += 1
             replies.append(self._duplicate_reply(command, state))
+        if self.journal is not None and journal:
+            await asyncio.to_thread(self.journal.append, journal)
         if self._crash_after_append and pending:
             log.error("fault injection: exiting after append, before reply and commit")
             os._exit(137)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from registry.health import ComponentHealth, serve_health
+from registry.journal import EventJournal, JournalRecord
 from registry.kafka.broker import EmbeddedBroker
 from registry.kafka.topics import ensure_topics
 from registry.settings import Settings
@@ -28,6 +29,7 @@ __all__ = ["COMPONENTS", "RUNTIME_FILE", "Stack"]
 
 log = logging.getLogger(__name__)
 RUNTIME_FILE = "runtime.json"
+JOURNAL_FILE = "events.journal"
 COMPONENTS = ("decider", "projector", "predictor", "monitor")
 
 
@@ -35,7 +37,7 @@ def _make_component(name: str, settings: Settings, options: dict[str, Any]) -> A
     if name == "decider":
         from registry.decider import Decider
 
-        return Decider(settings)
+        return Decider(settings, journal=options.get("journal"))
     if name == "projector":
         from projections.projector import Projector, projection_path
 
@@ -98,16 +100,26 @@ class Stack:
         self._write_runtime()
 
     async def _restore(self) -> int:
+        """Restore the log: the projection's copy, then what only the journal holds."""
         from projections.projector import projection_path
 
+        journal = EventJournal(self.settings.data_dir / JOURNAL_FILE)
+        self.options["journal"] = journal
         db = projection_path(self.settings)
-        if not db.exists():
-            return 0
-        from projections.restore import restore_log
+        count = 0
+        positions: dict[int, int] = {}
+        if db.exists():
+            from projections.restore import restore_log
 
-        count = await restore_log(self.settings, db)
-        log.info("restored %d registry events from %s into the embedded broker", count, db)
-        return int(count)
+            count = int(await restore_log(self.settings, db))
+            positions = _checkpoints(db)
+            log.info("restored %d registry events from %s into the embedded broker", count, db)
+        tail = journal.after(positions)
+        if tail:
+            await _produce_exact(self.settings, tail)
+            log.info("restored %d more events from the journal (accepted, not yet projected)", len(tail))
+        journal.compact(positions)
+        return count + len(tail)
 
     def _write_runtime(self) -> None:
         info = {
@@ -159,6 +171,38 @@ class Stack:
             (self.settings.data_dir / RUNTIME_FILE).unlink()
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+
+
+def _checkpoints(db: Path) -> dict[int, int]:
+    """The projection's next offset per partition of registry.events."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        try:
+            rows = conn.execute("SELECT partition, next_offset FROM checkpoints").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+    return {int(p): int(o) for p, o in rows}
+
+
+async def _produce_exact(settings: Settings, records: list[JournalRecord]) -> None:
+    """Produce journal records back, checking each lands at its recorded offset."""
+    from registry.kafka.clients import make_producer, start_client
+
+    producer = make_producer(settings)
+    await start_client(producer, settings)
+    try:
+        for r in records:
+            meta = await producer.send_and_wait(
+                settings.topic("registry.events"), r.value, key=r.key, partition=r.partition, headers=list(r.headers)
+            )
+            if meta.offset != r.offset:
+                raise RuntimeError(
+                    f"journal record {r.partition}:{r.offset} landed at offset {meta.offset}; the restored log "
+                    "differs from the journal (run `model-registry projections rebuild` after checking the data dir)"
+                )
+    finally:
+        await producer.stop()
 
 
 def _cluster_id(data_dir: Path) -> str:
