@@ -76,17 +76,22 @@ class PredictorConfig:
         """Defaults, then ``PREDICTOR_*`` variables, then ``overrides``."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = os.environ.get(_ENV[f.name])
+            name = _ENV[f.name]
+            raw = os.environ.get(name)
             if raw in (None, ""):
                 continue
+            assert raw is not None
             if f.type in ("bool", bool):
                 values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
-            elif f.type in ("int", int):
-                values[f.name] = int(raw)
-            elif f.type in ("float", float):
-                values[f.name] = float(raw)
-            else:
-                values[f.name] = raw
+                continue
+            kind: type = (
+                int if f.type in ("int", int) else float if f.type in ("float", float) else str
+            )
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                what = "an integer" if kind is int else "a number"
+                raise ValueError(f"{name} must be {what}, not {raw!r}") from None
         return replace(cls(**values), **overrides)
 
     @property

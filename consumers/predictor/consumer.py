@@ -23,7 +23,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,7 +81,7 @@ class PredictionConsumer:
     ) -> None:
         config = config or PredictorConfig.from_env()
         if mock_fallback:
-            config = PredictorConfig(**{**config.__dict__, "mock_fallback": True})
+            config = replace(config, mock_fallback=True)
         self.settings = settings
         self.config = config
         self.stats = PredictorStats()
