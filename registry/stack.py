@@ -43,9 +43,14 @@ def _make_component(name: str, settings: Settings, options: dict[str, Any]) -> A
 
         return Projector(settings, projection_path(settings))
     if name == "predictor":
-        from consumers.predictor import PredictionConsumer
+        from consumers.predictor import PredictionConsumer, PredictorConfig
 
-        return PredictionConsumer(settings, mock_fallback=options.get("mock_fallback", False))
+        # One process reads every partition: a group join costs seconds on the embedded
+        # broker and `up` runs one predictor. PREDICTOR_ASSIGNMENT=group overrides.
+        config = PredictorConfig.from_env()
+        if not os.environ.get("PREDICTOR_ASSIGNMENT"):
+            config = PredictorConfig.from_env(assignment="all")
+        return PredictionConsumer(settings, mock_fallback=options.get("mock_fallback", False), config=config)
     if name == "monitor":
         from consumers.monitor.service import Monitor, monitor_path
 
