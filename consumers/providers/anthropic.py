@@ -1,7 +1,7 @@
 """anthropic: the Anthropic Messages API (``POST /v1/messages``) over httpx.
 
-Settings: ``model`` (required), ``maxOutput`` (the call's ``max_tokens``, default 256; not
-named ``maxTokens`` because the registry refuses setting names that look like secrets),
+Settings: ``model`` (required), ``maxTokens`` or ``maxOutput`` (the call's ``max_tokens``,
+default 256),
 ``systemPrompt``, ``temperature``, ``apiVersion`` (the ``anthropic-version`` header,
 default 2023-06-01), ``parseJson``. ``endpoint`` is the API base (default https://api.anthropic.com).
 ``credentials.apiKey`` is a reference, resolved per call into the ``x-api-key`` header.
@@ -32,7 +32,7 @@ class AnthropicProvider(RemoteProvider):
     def __init__(self, spec: ProviderSpec) -> None:
         super().__init__(spec)
         self.model: str = spec.setting("model")
-        self.max_tokens: int = spec.setting("maxOutput", 256, int)
+        self.max_tokens: int = spec.setting("maxTokens", None, int) or spec.setting("maxOutput", 256, int)
         self.system: str | None = spec.setting("systemPrompt", None)
         self.temperature: float | None = spec.setting("temperature", None, (int, float))
         self.api_version: str = spec.setting("apiVersion", DEFAULT_API_VERSION)

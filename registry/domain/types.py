@@ -154,6 +154,8 @@ _SECRET_KEY = re.compile(
 )
 # Keys that may appear inside ``credentials`` with a plain value: they locate, not unlock.
 NON_SECRET_CREDENTIAL_KEYS = frozenset({"region", "apiVersion", "api_version", "service"})
+# Setting names that look secret to the pattern above but are not.
+NON_SECRET_SETTING_KEYS = frozenset({"tokenizer", "authType", "auth_type", "authMode", "auth_mode"})
 
 
 def is_secret_reference(value: object) -> bool:
@@ -175,7 +177,8 @@ def _scan_for_secrets(field: str, value: Any) -> None:
         for key, inner in value.items():
             path = f"{field}.{key}"
             if isinstance(key, str) and _SECRET_KEY.search(key) and not isinstance(inner, dict):
-                if inner is not None and not is_secret_reference(inner):
+                # Secrets are strings: a number or flag under e.g. ``maxTokens`` is a setting.
+                if isinstance(inner, str) and key not in NON_SECRET_SETTING_KEYS and not is_secret_reference(inner):
                     raise SecretInConfig(path)
             else:
                 _scan_for_secrets(path, inner)

@@ -76,6 +76,14 @@ def test_references_are_accepted() -> None:
     assert cfg.credentials == {"apiKey": "env:OPENAI_API_KEY", "cert": "file:/run/secrets/cert"}
 
 
+def test_settings_that_only_look_secret_are_accepted() -> None:
+    cfg = ModelConfig.model_validate({
+        "id": "m", "name": "M", "version": "1.0.0", "type": "nlp", "provider": "anthropic",
+        "providerConfig": {"provider": "anthropic", "model": "claude", "maxTokens": 256, "tokenizer": "cl100k"},
+    })
+    assert cfg.provider_config is not None and cfg.provider_config.settings["maxTokens"] == 256
+
+
 def test_validation_errors_never_echo_the_input() -> None:
     with pytest.raises(ValidationError) as info:
         ModelConfig.model_validate({"id": "m", "name": 12345678, "version": "1.0.0", "type": "nlp", "provider": "openai"})
