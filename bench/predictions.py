@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -31,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson  # noqa: E402
 
-from bench.common import machine, peak_rss_mb, write_figures  # noqa: E402
+from bench.common import bootstrap, machine, peak_rss_mb, write_figures  # noqa: E402
 from consumers.predictor import PredictionConsumer, PredictorConfig
-from registry.kafka.broker import EmbeddedBroker
 from registry.kafka.clients import make_consumer, make_producer
 from registry.kafka.topics import ensure_topics
 from registry.settings import Settings
@@ -152,15 +150,13 @@ async def predictor(settings: Settings, n: int) -> float:
 
 
 async def main_async(n: int, out: Path) -> None:
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    broker = None if external else EmbeddedBroker()
-    bootstrap = external or broker.start()  # type: ignore[union-attr]
+    broker, bootstrap_servers = bootstrap()
     rates: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             models = _train(Path(tmp))
             for run in (bare_send, bare_batched, predictor):
-                settings = await _backlog(bootstrap, models, n)
+                settings = await _backlog(bootstrap_servers, models, n)
                 rates[run.__name__] = await run(settings, n)
     finally:
         if broker is not None:
