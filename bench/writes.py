@@ -133,6 +133,10 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+        import sqlite3
+
+        with sqlite3.connect(data_dir / "projection.db") as conn:
+            refused = conn.execute("SELECT COUNT(*) FROM projection_errors").fetchone()[0]
     rate = n / seconds
     baseline = mlflow_baseline(200 if n < 5000 else 1000)
     figures = {
@@ -140,6 +144,7 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
         "ryw_p99_ms": round(percentile(latencies, 99), 2), "ryw_samples": len(latencies),
         "mlflow_writes_per_s": round(baseline) if baseline else None,
         "ratio_to_mlflow": round(rate / baseline, 1) if baseline else None,
+        "projection_errors": refused,
         "target_commands_per_s": 2000, "target_ryw_p99_ms": 50,
         "server_peak_rss_mb": server_rss, "client_peak_rss_mb": peak_rss_mb(), "machine": machine(),
     }
@@ -150,6 +155,7 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
         print(f"  MLflow registry (SQLite) {baseline:>8,.0f} writes/s  (baseline); ratio {rate / baseline:.1f}x")
     else:
         print("  MLflow baseline skipped: install the bench extra (pip install -e '.[bench]')")
+    print(f"  integrity: {'ok, every event applied' if refused == 0 else f'{refused} EVENTS REFUSED by the projector'}")
     print(f"  peak RSS: server {server_rss} MB, client {figures['client_peak_rss_mb']} MB")
     write_figures(out, figures)
 
