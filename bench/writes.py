@@ -59,14 +59,14 @@ async def saturation(reg: object, n: int, concurrency: int) -> float:
     models = [f"w-{i}" for i in range(max(1, n // 50))]
     for mid in models:  # setup, not timed
         await reg.register({"id": mid, "name": mid, "version": "1.0.0", "type": "classification", "provider": "custom", "status": "active"})
-    sem = asyncio.Semaphore(concurrency)
+    counter = iter(range(n))
 
-    async def one(i: int) -> None:
-        async with sem:
+    async def worker() -> None:  # a fixed pool of workers: no semaphore queue of n waiters
+        for i in counter:
             await reg.record_metrics(models[i % len(models)], {"accuracy": float(i % 100)})
 
     started = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(n)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     await reg.get_model(models[-1])  # read-your-writes: waits until the projection has it all
     return time.perf_counter() - started
 
