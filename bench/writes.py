@@ -4,7 +4,8 @@
 
 Runs a real `model-registry up --only decider,projector` process on the embedded broker (or
 on KAFKA_BOOTSTRAP_SERVERS), then measures from a client process:
-1. saturation: many commands in flight; commands/s until the projection shows the last one;
+1. saturation: two client processes (like several CRM modules), 300 commands in flight
+   each; commands/s until the projection shows the last one;
 2. read-your-writes at a fixed 100 commands/s: time from sending a command until the
    projection has applied its event (p50/p99);
 3. the baseline, in the same run: MLflow's model registry on SQLite doing the equivalent
@@ -52,23 +53,50 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-async def saturation(reg: object, n: int, concurrency: int) -> float:
+async def client_process(bootstrap: str, data_dir: Path, first: int, count: int, models: int, start_at: float) -> None:
+    """One client process of the saturation run: prints its finish time and last offset."""
     from registry.client import ModelRegistry
+    from registry.settings import Settings
 
-    assert isinstance(reg, ModelRegistry)
-    models = [f"w-{i}" for i in range(max(1, n // 50))]
-    for mid in models:  # setup, not timed
-        await reg.register({"id": mid, "name": mid, "version": "1.0.0", "type": "classification", "provider": "custom", "status": "active"})
-    counter = iter(range(n))
+    settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=20)
+    async with ModelRegistry(settings, actor=f"bench-{first}", timeout=120) as reg:
+        counter = iter(range(first, first + count))
+        last = -1
 
-    async def worker() -> None:  # a fixed pool of workers: no semaphore queue of n waiters
-        for i in counter:
-            await reg.record_metrics(models[i % len(models)], {"accuracy": float(i % 100)})
+        async def worker() -> None:  # a fixed pool of workers: no semaphore queue of n waiters
+            nonlocal last
+            for i in counter:
+                result = await reg.record_metrics(f"w-{i % models}", {"accuracy": float(i % 100)})
+                last = max(last, result.offset or -1)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    await reg.get_model(models[-1])  # read-your-writes: waits until the projection has it all
-    return time.perf_counter() - started
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        await asyncio.gather(*(worker() for _ in range(300)))
+        print(json.dumps({"finished_at": time.time(), "last_offset": last}), flush=True)
+
+
+async def saturation(reg: object, settings: object, n: int, clients: int) -> float:
+    """n commands from ``clients`` processes (like many CRM modules), until the projection shows them."""
+    from registry.client import ModelRegistry
+    from registry.settings import Settings
+
+    assert isinstance(reg, ModelRegistry) and isinstance(settings, Settings)
+    models = max(1, n // 50)
+    for i in range(models):  # setup, not timed
+        await reg.register({"id": f"w-{i}", "name": f"w-{i}", "version": "1.0.0", "type": "classification", "provider": "custom", "status": "active"})
+    start_at = time.time() + 3.0  # every client connected and waiting by then
+    per = n // clients
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--client", settings.bootstrap_servers, str(settings.data_dir),
+            str(k * per), str(per if k < clients - 1 else n - k * per), str(models), str(start_at),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for k in range(clients)
+    ]
+    outputs = [json.loads((await p.communicate())[0].decode().strip().splitlines()[-1]) for p in procs]
+    reader = await reg._projection(consistent=False)  # noqa: SLF001 - wait for the projection, as a reader would
+    await reader.wait_for_offset(0, max(o["last_offset"] for o in outputs), timeout=120)
+    return time.time() - start_at
 
 
 async def read_your_writes(reg: object, seconds: float, rate: float) -> list[float]:
@@ -127,7 +155,7 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
         try:
             settings = Settings(bootstrap_servers=str(info["bootstrap_servers"]), data_dir=data_dir, fetch_max_wait_ms=20)
             async with ModelRegistry(settings, actor="bench", timeout=60) as reg:
-                seconds = await saturation(reg, n, concurrency=500)
+                seconds = await saturation(reg, settings, n, clients=2)
                 latencies = await read_your_writes(reg, ryw_seconds, 100.0)
             server_rss = vm_hwm_mb(proc.pid)
         finally:
@@ -161,6 +189,10 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        bs, data_dir, first, count, models, start_at = sys.argv[2:8]
+        asyncio.run(client_process(bs, Path(data_dir), int(first), int(count), int(models), float(start_at)))
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--commands", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
