@@ -23,12 +23,13 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
+from projections.bulk import BulkWriter
 from projections.errors import ProjectionHistoryMismatch, ProjectionReplaced
 from projections.guard import cluster_id, verify_stored_record
 from projections.rows import BatchRows, fold_batch
 from projections.schema import SCHEMA_VERSION, projection_path
+from projections.state import FoldState
 from projections.writer import ProjectionWriter
-from registry.domain.rules import RegistryState
 from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
 from registry.kafka.dlq import send_to_dlq
 from registry.settings import Settings
@@ -83,7 +84,9 @@ class Projector:
         self.topic = settings.topic("registry.events")
         self.stats = ProjectorStats()
         self.ready = asyncio.Event()
-        self.writer = ProjectionWriter(self.db_path, bulk=bulk)
+        self.writer: ProjectionWriter | BulkWriter = (
+            BulkWriter(self.db_path) if bulk else ProjectionWriter(self.db_path)
+        )
         self._dlq = dlq
         self._bulk = bulk
         self._max_records = max_records
@@ -92,7 +95,7 @@ class Projector:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._tps: list[TopicPartition] = []
-        self._state = RegistryState()
+        self._state = FoldState()
         self._committed: dict[int, int] = {}
         self._open = False
         self._last_group_commit = 0.0

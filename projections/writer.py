@@ -7,13 +7,14 @@ projector resumes exactly where the file says and nothing is lost or doubled.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
 from projections.errors import ProjectionReplaced, ProjectionUnavailable
 from projections.rows import BatchRows
+from projections.state import Folded, FoldState, loads
 from projections.schema import (
     INDEXES,
     REGISTRY_REVISION_KEY,
@@ -21,12 +22,10 @@ from projections.schema import (
     TABLES,
     writer_pragmas,
 )
-from registry.domain.rules import ActiveABTest, ModelState, RegistryState
-from registry.domain.types import ModelConfig
 
-__all__ = ["ProjectionWriter"]
+__all__ = ["INSERT_EVENTS", "SET_META", "ProjectionWriter", "batch_statements"]
 
-_INSERT_EVENTS = "INSERT INTO events VALUES (" + ",".join("?" * 16) + ")"
+INSERT_EVENTS = "INSERT INTO events VALUES (" + ",".join("?" * 16) + ")"
 _INSERT_HISTORY = "INSERT INTO status_history VALUES (" + ",".join("?" * 11) + ")"
 _UPSERT_VERSION = (
     "INSERT INTO model_versions (model_id, version, major, minor, patch, released_status, config, metrics, "
@@ -56,7 +55,7 @@ _UPSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (topic, partition, next_offset) VALUES (?, ?, ?) "
     "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
 )
-_SET_META = "INSERT OR REPLACE INTO projection_meta (key, value) VALUES (?, ?)"
+SET_META = "INSERT OR REPLACE INTO projection_meta (key, value) VALUES (?, ?)"
 
 
 class ProjectionWriter:
@@ -102,7 +101,7 @@ class ProjectionWriter:
             for ddl in INDEXES:
                 await self.db.execute(ddl)
         await self.db.executemany(
-            _SET_META,
+            SET_META,
             [
                 ("schema_version", str(SCHEMA_VERSION)),
                 ("generation", str(uuid.uuid4())),
@@ -130,7 +129,7 @@ class ProjectionWriter:
         return None if row is None else str(row[0])
 
     async def set_meta(self, values: dict[str, str]) -> None:
-        await self.db.executemany(_SET_META, list(values.items()))
+        await self.db.executemany(SET_META, list(values.items()))
 
     async def checkpoints(self, topic: str) -> dict[int, int]:
         """``{partition: next_offset}`` as committed."""
@@ -158,23 +157,22 @@ class ProjectionWriter:
             return int(ev[0]), str(ev[1]).encode(), None
         return None
 
-    async def load_state(self) -> RegistryState:
-        """The in-memory fold, reloaded from ``models`` (done once at start, never per batch)."""
-        state = RegistryState()
+    async def load_state(self) -> FoldState:
+        """The in-memory fold, reloaded from ``models`` (done once at start, never per batch).
+
+        The rows hold exactly what the fold held: the config's wire JSON, the revision and
+        the times as text, so nothing is validated again."""
+        state = FoldState()
+        models = state.models
         async with self.db.execute(
-            "SELECT config, revision, registered_at, updated_at, ab_test_id, champion_model_id, "
-            "traffic_percentage, ab_routing, split_version, ab_started_at FROM models"
+            "SELECT model_id, config, revision, registered_at, updated_at, ab_test_id, "
+            "champion_model_id, traffic_percentage, ab_routing, split_version, ab_started_at "
+            "FROM models"
         ) as cur:
-            async for cfg, rev, reg_at, upd_at, test_id, champ, pct, routing, split, ab_at in cur:
-                ab = None
-                if test_id is not None:
-                    ab = ActiveABTest(
-                        test_id, champ, pct, routing, split, datetime.fromisoformat(ab_at)
-                    )
-                config = ModelConfig.model_validate_json(cfg)
-                state.models[config.id] = ModelState(
-                    config, rev, datetime.fromisoformat(reg_at), datetime.fromisoformat(upd_at), ab
-                )
+            for row in await cur.fetchall():
+                mid, cfg, rev, reg_at, upd_at, test_id, champ, pct, routing, split, ab_at = row
+                ab = None if test_id is None else (test_id, champ, float(pct), routing, split, ab_at)
+                models[mid] = Folded(loads(cfg), rev, reg_at, upd_at, ab)
         state.registry_revision = int(await self.meta(REGISTRY_REVISION_KEY) or 0)
         return state
 
@@ -193,20 +191,21 @@ class ProjectionWriter:
                 raise ProjectionReplaced(
                     f"projection {self.path} positions are {stored}, this projector expected {expected}"
                 )
-            await self._write_rows(rows)
-            await db.executemany(
-                _UPSERT_CHECKPOINT, [(topic, p, o) for p, o in rows.positions.items()]
-            )
+            for sql, params in batch_statements(topic, rows):
+                await db.executemany(sql, params)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
             raise
 
-    async def _write_rows(self, rows: BatchRows) -> None:
-        db = self.db
+
+def batch_statements(topic: str, rows: BatchRows) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements of one batch's transaction, in order, with their parameter rows."""
+    ops = [
+        (sql, params)
         # Order matters where one batch inserts then updates the same row.
         for sql, params in (
-            (_INSERT_EVENTS, rows.events),
+            (INSERT_EVENTS, rows.events),
             (_INSERT_HISTORY, rows.status_history),
             (_UPSERT_VERSION, rows.versions),
             (_UPDATE_VERSION_METRICS, rows.version_metric_rows()),
@@ -216,8 +215,10 @@ class ProjectionWriter:
             (_UPDATE_AB, rows.ab_updates),
             (_UPSERT_MODEL, rows.model_rows()),
             (_INSERT_ERROR, rows.errors),
-        ):
-            if params:
-                await db.executemany(sql, params)
-        if rows.registry_revision is not None:
-            await db.execute(_SET_META, (REGISTRY_REVISION_KEY, str(rows.registry_revision)))
+        )
+        if params
+    ]
+    if rows.registry_revision is not None:
+        ops.append((SET_META, [(REGISTRY_REVISION_KEY, str(rows.registry_revision))]))
+    ops.append((_UPSERT_CHECKPOINT, [(topic, p, o) for p, o in rows.positions.items()]))
+    return ops

@@ -1,0 +1,144 @@
+"""The process that writes a rebuild's SQLite file (see ``projections.bulk``).
+
+Run as a script with the standard library only (``python _bulkchild.py``), so that it starts
+in milliseconds and shares no GIL with the folding process. It reads framed requests from
+stdin and answers each on stdout, in order:
+
+    request:  8-byte little-endian length, then ``marshal.dumps((kind, payload))``
+    answer:   8-byte little-endian length, then ``marshal.dumps((ok, detail))``
+
+kinds: ``open`` (path, pragmas, DDL), ``write`` (one transaction: a list of
+``(sql, rows)``; ``sql`` ``None`` means "the events table", written with multi-row inserts),
+``sql`` (statements run outside a transaction, e.g. CREATE INDEX) and ``close``.
+A failed request is answered ``(False, message)`` and the process stops: the caller gives the
+rebuild up. End of input (the caller died) stops it too, leaving the file unfinished.
+"""
+
+from __future__ import annotations
+
+import itertools
+import marshal
+import queue
+import sqlite3
+import sys
+import threading
+import traceback
+from typing import Any, BinaryIO
+
+_EVENT_COLUMNS = 16
+_EVENTS_PER_INSERT = 2000  # 32,000 parameters, under SQLite's 32,766
+
+
+def _read_frames(stream: BinaryIO, out: queue.Queue[bytes | None]) -> None:
+    """Reader thread: frames from ``stream`` into ``out`` (``None`` at end of input)."""
+    try:
+        while True:
+            head = stream.read(8)
+            if len(head) < 8:
+                break
+            size = int.from_bytes(head, "little")
+            body = stream.read(size)
+            if len(body) < size:
+                break
+            out.put(body)
+    finally:
+        out.put(None)
+
+
+def _answer(stream: BinaryIO, ok: bool, detail: Any) -> None:
+    data = marshal.dumps((ok, detail))
+    stream.write(len(data).to_bytes(8, "little") + data)
+    stream.flush()
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.db: sqlite3.Connection | None = None
+        self._events_sql: dict[int, str] = {}
+
+    def open(self, path: str, pragmas: list[str], ddl: list[str]) -> None:
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in pragmas:
+            self.db.execute(pragma)
+        self.db.execute("BEGIN")
+        for statement in ddl:
+            self.db.execute(statement)
+        self.db.execute("COMMIT")
+
+    def _insert_events(self, rows: list[tuple[Any, ...]]) -> None:
+        """Many rows per INSERT: the parameters of 2,000 rows are bound in one call, which
+        costs less than 2,000 calls of ``executemany``."""
+        assert self.db is not None
+        for lo in range(0, len(rows), _EVENTS_PER_INSERT):
+            part = rows[lo : lo + _EVENTS_PER_INSERT]
+            sql = self._events_sql.get(len(part))
+            if sql is None:
+                one = "(" + ",".join("?" * _EVENT_COLUMNS) + ")"
+                sql = self._events_sql[len(part)] = "INSERT INTO events VALUES " + ",".join(
+                    [one] * len(part)
+                )
+            self.db.execute(sql, list(itertools.chain.from_iterable(part)))
+
+    def write(self, ops: list[tuple[str | None, list[tuple[Any, ...]]]]) -> int:
+        assert self.db is not None
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            for sql, rows in ops:
+                if sql is None:
+                    self._insert_events(rows)
+                else:
+                    db.executemany(sql, rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(ops)
+
+    def sql(self, statements: list[str]) -> None:
+        assert self.db is not None
+        for statement in statements:
+            self.db.execute(statement)
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+
+def main() -> int:
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    frames: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
+    threading.Thread(target=_read_frames, args=(stdin, frames), daemon=True).start()
+    writer = _Writer()
+    try:
+        while True:
+            frame = frames.get()
+            if frame is None:
+                return 1  # the caller went away: leave the unfinished file to it
+            kind, payload = marshal.loads(frame)
+            try:
+                if kind == "open":
+                    writer.open(*payload)
+                    detail: Any = None
+                elif kind == "write":
+                    detail = writer.write(payload)
+                elif kind == "sql":
+                    writer.sql(payload)
+                    detail = None
+                elif kind == "close":
+                    writer.close()
+                    _answer(stdout, True, None)
+                    return 0
+                else:
+                    raise ValueError(f"unknown request {kind!r}")
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, then stop
+                _answer(stdout, False, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                return 2
+            _answer(stdout, True, detail)
+    finally:
+        writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
