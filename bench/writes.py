@@ -58,7 +58,7 @@ async def client_process(bootstrap: str, data_dir: Path, first: int, count: int,
     from registry.client import ModelRegistry
     from registry.settings import Settings
 
-    settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=20)
+    settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=10)
     async with ModelRegistry(settings, actor=f"bench-{first}", timeout=120) as reg:
         counter = iter(range(first, first + count))
         last = -1
@@ -153,7 +153,7 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
         data_dir = Path(tmp)
         proc, info = start_up(data_dir)
         try:
-            settings = Settings(bootstrap_servers=str(info["bootstrap_servers"]), data_dir=data_dir, fetch_max_wait_ms=20)
+            settings = Settings(bootstrap_servers=str(info["bootstrap_servers"]), data_dir=data_dir, fetch_max_wait_ms=10)
             async with ModelRegistry(settings, actor="bench", timeout=60) as reg:
                 seconds = await saturation(reg, settings, n, clients=2)
                 latencies = await read_your_writes(reg, ryw_seconds, 100.0)

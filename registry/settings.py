@@ -36,7 +36,7 @@ class Settings:
     data_dir: Path = Path(".model-registry")
     # A fetch on the embedded broker waits its full max wait even when data arrives: keep it
     # small there for the request/reply path (DESIGN.md section 10).
-    fetch_max_wait_ms: int = 20
+    fetch_max_wait_ms: int = 10
     registry_partitions: int = 1
     prediction_partitions: int = 6
     replication_factor: int = 1
@@ -66,7 +66,7 @@ class Settings:
             topic_prefix=os.environ.get("REGISTRY_TOPIC_PREFIX", ""),
             client_id=os.environ.get("REGISTRY_CLIENT_ID", "model-registry"),
             data_dir=Path(os.environ.get("REGISTRY_DATA_DIR", ".model-registry")),
-            fetch_max_wait_ms=_env_int("REGISTRY_FETCH_MAX_WAIT_MS", 20 if not bootstrap else 500),
+            fetch_max_wait_ms=_env_int("REGISTRY_FETCH_MAX_WAIT_MS", 10 if not bootstrap else 500),
             registry_partitions=_env_int("REGISTRY_PARTITIONS", 1),
             prediction_partitions=_env_int("REGISTRY_PREDICTION_PARTITIONS", 6),
             replication_factor=_env_int("REGISTRY_REPLICATION_FACTOR", 1),
