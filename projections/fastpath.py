@@ -99,12 +99,13 @@ _AT = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(?:\.[0-9]{1,6})?(?:Z|\+00:00)$"
 )
-# A config's datetime exactly as pydantic writes a UTC one: so it is kept as it comes.
+# A config's datetime as pydantic writes it (kept as it comes): six fraction digits or none,
+# ``Z`` for UTC, another offset as ``+HH:MM``, or none (naive). ``_time`` refuses the rest.
 _WireTime = Annotated[
     str,
     Field(
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-        r"(?:\.[0-9]{6})?Z$"
+        r"(?:\.[0-9]{6})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$"
     ),
 ]
 assert set(_Status.__args__) == {s.value for s in Status}  # type: ignore[attr-defined]
@@ -352,7 +353,8 @@ def _parameters(value: dict[str, Any]) -> dict[str, Any]:
 
 
 def _time(value: str) -> str:
-    if not _day(value[:10]):
+    """A config datetime that pydantic would write back unchanged."""
+    if ".000000" in value or value.endswith(("+00:00", "-00:00")) or not _day(value[:10]):
         raise Doubt
     return value
 

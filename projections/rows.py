@@ -329,6 +329,9 @@ def _careful(state: FoldState, record: RecordLike, rows: BatchRows) -> None:
     except DecodeError as exc:
         _undecodable(rows, record, exc)
         return
+    except Exception as exc:  # noqa: BLE001 - a reader's bug must not stop the projection
+        _undecodable(rows, record, DecodeError(f"unreadable ({type(exc).__name__}: {exc})"))
+        return
     fact = _fact_of(event)
     if isinstance(event, RegistryCleared):
         live = {mid: s.domain() for mid, s in state.models.items() if s.live}
