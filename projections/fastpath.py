@@ -52,10 +52,11 @@ class Doubt(Exception):
 
 
 class Fact(NamedTuple):
-    """A checked event: the envelope (``at`` as fixed-width UTC text) and its effect."""
+    """A checked event: the envelope (``at`` as fixed-width UTC text; in the order of the
+    ``events`` columns) and its effect."""
 
-    type: str
     id: str
+    type: str
     model_id: str
     revision: int
     actor: str
@@ -471,7 +472,7 @@ _PAYLOADS: dict[str, Callable[[dict[str, Any], str], tuple[Any, str | None]]] = 
 }
 _EMPTY: dict[str, Any] = {}
 _new_fact = tuple.__new__
-_validate = _SHAPES.validate_json
+_validate = _SHAPES.validator.validate_json  # type: ignore[union-attr]  # no wrapper: ~1 us each
 
 
 def decode(value: bytes | str) -> Fact | None:
@@ -481,7 +482,7 @@ def decode(value: bytes | str) -> Fact | None:
     except ValidationError:
         return None
     at = obj["occurred_at"]
-    if not _day(at[:10]):
+    if at[:10] not in _DAYS and not _day(at[:10]):
         return None
     body = at[:-1] if at[-1] == "Z" else at[:-6]
     at = body + ".000000+00:00" if len(body) == 19 else body.ljust(26, "0") + "+00:00"
@@ -494,8 +495,8 @@ def decode(value: bytes | str) -> Fact | None:
     return _new_fact(  # type: ignore[no-any-return]
         Fact,
         (
-            kind,
             obj["id"],
+            kind,
             model_id,
             obj["revision"],
             obj["actor"],

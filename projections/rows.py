@@ -206,7 +206,7 @@ def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchR
             _careful(state, record, rows)
             continue
         mid = fact[2]
-        if fact[0] == "RegistryCleared":
+        if fact[1] == "RegistryCleared":
             try:
                 cleared = evolve_clear(models, state.registry_revision, fact)
             except RevisionGap as gap:
@@ -215,7 +215,7 @@ def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchR
             _cleared(state, cleared, fact, record, rows)
             continue
         before = models.get(mid)
-        kind = fact[0]
+        kind = fact[1]
         if (kind == _METRICS or kind == _STATUS) and before is not None and (
             fact[3] == before.revision + 1
         ):
@@ -248,7 +248,7 @@ def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchR
                             fact[4],
                             fact[9],
                             kind,
-                            fact[1],
+                            fact[0],
                             record.partition,
                             record.offset,
                         )
@@ -272,15 +272,7 @@ def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchR
             (
                 record.partition,
                 record.offset,
-                fact[1],
-                fact[0],
-                mid,
-                fact[3],
-                fact[4],
-                fact[5],
-                fact[6],
-                fact[7],
-                fact[8],
+                *fact[:9],  # id, type, model_id, revision, actor, at, correlation, causation, schema
                 1,
                 record.timestamp,
                 record.key,
@@ -307,8 +299,8 @@ def _reason(event: EventBase) -> str | None:
 def _fact_of(event: EventBase) -> Fact:
     """The envelope of a decoded event (its effect comes from the domain's ``evolve``)."""
     return Fact(
-        event.type,  # type: ignore[attr-defined]
         event.id,
+        event.type,  # type: ignore[attr-defined]
         event.model_id,
         event.revision,
         event.actor,
@@ -457,9 +449,9 @@ def _diff(
         b_status, b_version, old = b_config["status"], b_config["version"], before.ab
     if b_status != status:
         rows.status_history.append(
-            (mid, after.revision, b_status, status, at, f[4], f[9], f[0], f[1], p, o)
+            (mid, after.revision, b_status, status, at, f[4], f[9], f[1], f[0], p, o)
         )
-    if b_version != version or f[0] == "ModelRegistered":
+    if b_version != version or f[1] == "ModelRegistered":
         if b_config is not None and b_version != version:
             rows.superseded.append((at, mid, b_version))  # type: ignore[arg-type]
         major, minor, patch = _release(version)
@@ -490,7 +482,7 @@ def _diff(
         return
     actor = f[4]
     if old is not None and (new is None or new[0] != old[0]):
-        reason = f[9] if f[0] == "ABTestStopped" else f"ended by {f[0]}"
+        reason = f[9] if f[1] == "ABTestStopped" else f"ended by {f[1]}"
         rows.ab_updates.append(("stopped", at, actor, reason, o, old[2], old[4], old[0]))
     if new is not None and (old is None or new[0] != old[0]):
         rows.ab_started.append(
