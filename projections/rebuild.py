@@ -49,7 +49,7 @@ def _remove(path: Path) -> None:
 
 
 async def rebuild(
-    settings: Settings, db_path: Path, *, progress: Progress | None = None, max_records: int = 20000
+    settings: Settings, db_path: Path, *, progress: Progress | None = None, max_records: int = 10000
 ) -> RebuildResult:
     """Rebuild the projection at ``db_path`` from offset 0 and swap it in atomically."""
     started = time.perf_counter()
