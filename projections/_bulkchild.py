@@ -51,10 +51,29 @@ def _answer(stream: BinaryIO, ok: bool, detail: Any) -> None:
     stream.flush()
 
 
+_EVENTS_SQL: dict[int, str] = {}
+
+
+def events_inserts(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
+    """``events`` rows as multi-row INSERTs of up to 2,000 rows each (SQL, parameters).
+
+    Binding the parameters of 2,000 rows in one call costs less than 2,000 calls of
+    ``executemany``, and a thread running them gives the GIL back once per statement, not
+    once per row (a per-row hand-over waits on whatever else the process runs)."""
+    out = []
+    for lo in range(0, len(rows), _EVENTS_PER_INSERT):
+        part = rows[lo : lo + _EVENTS_PER_INSERT]
+        sql = _EVENTS_SQL.get(len(part))
+        if sql is None:
+            one = "(" + ",".join("?" * _EVENT_COLUMNS) + ")"
+            sql = _EVENTS_SQL[len(part)] = "INSERT INTO events VALUES " + ",".join([one] * len(part))
+        out.append((sql, list(itertools.chain.from_iterable(part))))
+    return out
+
+
 class _Writer:
     def __init__(self) -> None:
         self.db: sqlite3.Connection | None = None
-        self._events_sql: dict[int, str] = {}
 
     def open(self, path: str, pragmas: list[str], ddl: list[str]) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -65,20 +84,6 @@ class _Writer:
             self.db.execute(statement)
         self.db.execute("COMMIT")
 
-    def _insert_events(self, rows: list[tuple[Any, ...]]) -> None:
-        """Many rows per INSERT: the parameters of 2,000 rows are bound in one call, which
-        costs less than 2,000 calls of ``executemany``."""
-        assert self.db is not None
-        for lo in range(0, len(rows), _EVENTS_PER_INSERT):
-            part = rows[lo : lo + _EVENTS_PER_INSERT]
-            sql = self._events_sql.get(len(part))
-            if sql is None:
-                one = "(" + ",".join("?" * _EVENT_COLUMNS) + ")"
-                sql = self._events_sql[len(part)] = "INSERT INTO events VALUES " + ",".join(
-                    [one] * len(part)
-                )
-            self.db.execute(sql, list(itertools.chain.from_iterable(part)))
-
     def write(self, ops: list[tuple[str | None, list[tuple[Any, ...]]]]) -> int:
         assert self.db is not None
         db = self.db
@@ -86,7 +91,8 @@ class _Writer:
         try:
             for sql, rows in ops:
                 if sql is None:
-                    self._insert_events(rows)
+                    for insert, params in events_inserts(rows):
+                        db.execute(insert, params)
                 else:
                     db.executemany(sql, rows)
             db.execute("COMMIT")

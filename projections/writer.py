@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from projections.errors import ProjectionReplaced, ProjectionUnavailable
+from projections._bulkchild import events_inserts
 from projections.rows import BatchRows
 from projections.state import Folded, FoldState, loads
 from projections.schema import (
@@ -192,7 +193,11 @@ class ProjectionWriter:
                     f"projection {self.path} positions are {stored}, this projector expected {expected}"
                 )
             for sql, params in batch_statements(topic, rows):
-                await db.executemany(sql, params)
+                if sql == INSERT_EVENTS:
+                    for insert, flat in events_inserts(params):
+                        await db.execute(insert, flat)
+                else:
+                    await db.executemany(sql, params)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
