@@ -7,12 +7,18 @@ status moves, a config update, a release) to ``registry.events``, then in the sa
 1. the ceiling: a bare aiokafka ``getmany`` loop over the same events (no decoding);
 2. a full ``projections rebuild`` into a new SQLite file, swapped in when caught up.
 Target: >= 100,000 events/s.
+
+Besides the rates it reports where the CPU went, per event: this process (fetch, decode,
+fold, rows), the rebuild's writer process (SQLite, indexes) and the broker; and how many
+records the fold's fast path left to the careful one (expected: none).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -44,6 +50,20 @@ async def bare_fetch(bootstrap_servers: str, topic: str, expected: int) -> float
         await consumer.stop()
 
 
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of process ``pid``, or of this one."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that have exited
+    return usage.ru_utime + usage.ru_stime
+
+
 async def main_async(n: int, out: Path) -> None:
     from projections.rebuild import rebuild
     from registry.kafka.topics import ensure_topics
@@ -58,19 +78,33 @@ async def main_async(n: int, out: Path) -> None:
         produced = await produce(bs, topic, event_stream(n))
         print(f"rebuild: wrote {produced:,} events in {time.perf_counter() - t:.1f} s")
         bare_s = await bare_fetch(bs, topic, produced)
+        broker_pid = broker.pid if broker is not None and sys.platform.startswith("linux") else None
+        cpu0, children0 = _cpu_seconds(), _children_cpu()
+        broker0 = _cpu_seconds(broker_pid) if broker_pid else 0.0
         with tempfile.TemporaryDirectory() as tmp:
             result = await rebuild(settings, Path(tmp) / "projection.db")
             size_mb = (Path(tmp) / "projection.db").stat().st_size / 2**20
+        us = 1e6 / produced
+        cpu = {
+            "main_process": round((_cpu_seconds() - cpu0) * us, 2),
+            "writer_process": round((_children_cpu() - children0) * us, 2),
+        }
+        if broker_pid:
+            cpu["broker"] = round((_cpu_seconds(broker_pid) - broker0) * us, 2)
         bare_rate, rate = produced / bare_s, produced / result.seconds
         figures = {
             "events": produced, "bare_fetch_per_s": round(bare_rate), "rebuild_per_s": round(rate),
             "rebuild_seconds": round(result.seconds, 2), "ratio_to_bare_fetch": round(rate / bare_rate, 3),
             "events_applied": result.events_applied, "errors": result.errors, "db_mb": round(size_mb, 1),
-            "target_per_s": 100_000, "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+            "careful_path_records": result.careful, "cpu_us_per_event": cpu,
+            "target_per_s": 100_000, "peak_rss_mb": peak_rss_mb(),
+            "writer_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "machine": machine(),
         }
         print(f"  bare aiokafka fetch {bare_rate:>12,.0f} events/s  (ceiling)")
         print(f"  projection rebuild  {rate:>12,.0f} events/s  ratio {rate / bare_rate:.2f}  ({result.seconds:.1f} s, target >= 100,000/s)")
-        print(f"  applied {result.events_applied:,}, errors {result.errors}, database {size_mb:.0f} MB, peak RSS {figures['peak_rss_mb']} MB")
+        print(f"  applied {result.events_applied:,}, errors {result.errors}, database {size_mb:.0f} MB, peak RSS {figures['peak_rss_mb']} MB (writer {figures['writer_peak_rss_mb']} MB)")
+        print(f"  CPU per event (us): {cpu}; records left to the careful path: {result.careful:,}")
         write_figures(out, figures)
     finally:
         if broker is not None:

@@ -48,6 +48,7 @@ class ProjectorStats:
 
     events_applied: int = 0
     records: int = 0
+    careful: int = 0  # records the fast path left to the careful one (codec + domain evolve)
     errors: int = 0
     dead_letters: int = 0
     batches: int = 0
@@ -329,6 +330,7 @@ class Projector:
         s = self.stats
         s.events_applied += rows.applied
         s.records += rows.records
+        s.careful += rows.careful
         s.errors += len(rows.errors)
         s.dead_letters += len(rows.dead_letters) if self._dlq else 0
         s.batches += 1

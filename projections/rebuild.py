@@ -36,6 +36,7 @@ class RebuildResult:
     errors: int
     seconds: float
     path: Path
+    careful: int = 0  # records decoded by the careful path (the rest took the fast one)
 
     @property
     def rate(self) -> float:
@@ -69,7 +70,7 @@ async def rebuild(
         _remove(tmp)
     s = projector.stats
     return RebuildResult(
-        records, s.events_applied, s.errors, time.perf_counter() - started, db_path
+        records, s.events_applied, s.errors, time.perf_counter() - started, db_path, s.careful
     )
 
 
