@@ -66,7 +66,9 @@ def events_inserts(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
         sql = _EVENTS_SQL.get(len(part))
         if sql is None:
             one = "(" + ",".join("?" * _EVENT_COLUMNS) + ")"
-            sql = _EVENTS_SQL[len(part)] = "INSERT INTO events VALUES " + ",".join([one] * len(part))
+            sql = _EVENTS_SQL[len(part)] = "INSERT INTO events VALUES " + ",".join(
+                [one] * len(part)
+            )
         out.append((sql, list(itertools.chain.from_iterable(part))))
     return out
 

@@ -128,7 +128,7 @@ class BulkWriter:
             raise ProjectionError(f"the rebuild writer of {self.path} is not open")
         return self._proc
 
-    # ------------------------------------------------------------------ ProjectionWriter's interface
+    # ------------------------------------------------------------ ProjectionWriter's interface
 
     async def open(self) -> int | None:
         """Start the child and create the file; None: a new file (it is always new)."""

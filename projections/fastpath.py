@@ -81,7 +81,9 @@ _Traffic = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 _Percent = NotRequired[Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None]
 _Error = NotRequired[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None]
 _Status = Literal["training", "testing", "active", "deprecated", "unregistered"]
-_Type = Literal["classification", "regression", "clustering", "nlp", "recommendation", "forecasting"]
+_Type = Literal[
+    "classification", "regression", "clustering", "nlp", "recommendation", "forecasting"
+]
 _Provider = Literal[
     "openai",
     "anthropic",
@@ -114,7 +116,7 @@ assert set(_Type.__args__) == {t.value for t in ModelType}  # type: ignore[attr-
 assert set(_Provider.__args__) == {p.value for p in Provider}  # type: ignore[attr-defined]
 
 _Metrics = with_config(_FORBID)(
-    TypedDict(
+    TypedDict(  # type: ignore[operator]  # a dict of wire names (some are keywords)
         "_Metrics",
         {
             "accuracy": _Percent,
@@ -128,7 +130,7 @@ _Metrics = with_config(_FORBID)(
 )
 # Declared fields first, then the provider's settings in their order: pydantic's order too.
 _ProviderConfig = with_config(ConfigDict(extra="allow"))(
-    TypedDict(
+    TypedDict(  # type: ignore[operator]  # a dict of wire names (some are keywords)
         "_ProviderConfig",
         {
             "provider": _Provider,
@@ -138,7 +140,7 @@ _ProviderConfig = with_config(ConfigDict(extra="allow"))(
     )
 )
 _ABTest = with_config(_FORBID)(
-    TypedDict(
+    TypedDict(  # type: ignore[operator]  # a dict of wire names (some are keywords)
         "_ABTest",
         {
             "enabled": NotRequired[bool],
@@ -150,7 +152,7 @@ _ABTest = with_config(_FORBID)(
 )
 # In ``CONFIG_FIELDS`` order: pydantic-core returns the fields in this order.
 _Config = with_config(_FORBID)(
-    TypedDict(
+    TypedDict(  # type: ignore[operator]  # a dict of wire names (some are keywords)
         "_Config",
         {
             "id": _Id,
@@ -172,7 +174,7 @@ _Config = with_config(_FORBID)(
 )
 assert tuple(_Config.__annotations__) == CONFIG_FIELDS
 _Changes = with_config(_FORBID)(
-    TypedDict(
+    TypedDict(  # type: ignore[operator]  # a dict of wire names (some are keywords)
         "_Changes",
         {
             "name": NotRequired[Annotated[str, Field(min_length=1, max_length=200)] | None],
@@ -262,7 +264,7 @@ def _event_shape(cls: type[Any]) -> Any:
 
 
 _SHAPES: TypeAdapter[dict[str, Any]] = TypeAdapter(
-    Annotated[Union[tuple(_event_shape(c) for c in EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[misc]  # noqa: UP007
+    Annotated[Union[tuple(_event_shape(c) for c in EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
 )
 
 # --------------------------------------------------------------------------- Python checks
@@ -295,7 +297,7 @@ def _secrets(check: Callable[..., None], *args: Any) -> None:
 _INF = float("inf")
 
 
-def _walk(value: Any) -> bool:
+def _walk(value: Any) -> bool:  # noqa: C901 - one pass over nested JSON, kept flat
     """Check an ``Any`` value (parameters, provider settings): only finite numbers (JSON
     writers disagree about the others, so those take the careful path; raises ``Doubt``).
     Returns whether the domain's secret scan could refuse it: a string under a key that
@@ -472,7 +474,7 @@ _PAYLOADS: dict[str, Callable[[dict[str, Any], str], tuple[Any, str | None]]] = 
 }
 _EMPTY: dict[str, Any] = {}
 _new_fact = tuple.__new__
-_validate = _SHAPES.validator.validate_json  # type: ignore[union-attr]  # no wrapper: ~1 us each
+_validate = _SHAPES.validator.validate_json  # no wrapper: ~1 us each
 
 
 def decode(value: bytes | str) -> Fact | None:
@@ -492,7 +494,7 @@ def decode(value: bytes | str) -> Fact | None:
         data, reason = _PAYLOADS[kind](obj.get("payload", _EMPTY), model_id)
     except Doubt:
         return None
-    return _new_fact(  # type: ignore[no-any-return]
+    return _new_fact(
         Fact,
         (
             obj["id"],
@@ -549,7 +551,7 @@ def _unregistered(state: Folded, at: str, revision: int) -> Folded:
     return Folded(config, revision, state.registered_at, at, None)
 
 
-def evolve(state: Folded | None, f: Fact) -> Folded:
+def evolve(state: Folded | None, f: Fact) -> Folded:  # noqa: C901 - the domain's, case by case
     """The model's state after ``f`` (``registry.domain.rules.evolve``, on wire values)."""
     current = state.revision if state is not None else 0
     if f.revision != current + 1:

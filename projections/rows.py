@@ -32,7 +32,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from projections.fastpath import Fact, decode, evolve, evolve_clear, set_field as _set
+from projections.fastpath import Fact, decode, evolve, evolve_clear
+from projections.fastpath import set_field as _set
 from projections.state import Folded, FoldState, dumps, iso, iso_text
 from registry.codec import decode_event
 from registry.domain.errors import DecodeError
@@ -189,9 +190,12 @@ def fold_batch(
 _new_folded = tuple.__new__
 _METRICS = "ModelMetricsRecorded"
 _STATUS = "ModelStatusChanged"
+_LANES = (_METRICS, _STATUS)
 
 
-def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchRows:
+def _fold(  # noqa: C901 - the per-record loop, kept in one frame for speed
+    state: FoldState, records: Iterable[RecordLike], fast: bool
+) -> BatchRows:
     rows = BatchRows()
     models = state.models
     positions = rows.positions
@@ -216,9 +220,7 @@ def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchR
             continue
         before = models.get(mid)
         kind = fact[1]
-        if (kind == _METRICS or kind == _STATUS) and before is not None and (
-            fact[3] == before.revision + 1
-        ):
+        if (kind in _LANES) and before is not None and (fact[3] == before.revision + 1):
             # The two commonest events, evolved and diffed inline: ``evolve`` and ``_diff``
             # restricted to what they can change (the tests hold both ways to the domain's).
             config = before.config
@@ -272,7 +274,9 @@ def _fold(state: FoldState, records: Iterable[RecordLike], fast: bool) -> BatchR
             (
                 record.partition,
                 record.offset,
-                *fact[:9],  # id, type, model_id, revision, actor, at, correlation, causation, schema
+                *fact[
+                    :9
+                ],  # id, type, model_id, revision, actor, at, correlation, causation, schema
                 1,
                 record.timestamp,
                 record.key,
@@ -334,7 +338,11 @@ def _careful(state: FoldState, record: RecordLike, rows: BatchRows) -> None:
             _gap(rows, fact, record, gap)
             return
         _cleared(
-            state, {mid: Folded.from_domain(s) for mid, s in registry.models.items()}, fact, record, rows
+            state,
+            {mid: Folded.from_domain(s) for mid, s in registry.models.items()},
+            fact,
+            record,
+            rows,
         )
         return
     before = state.models.get(event.model_id)
@@ -432,7 +440,7 @@ def _cleared(
         _diff(before[mid], cleared[mid], f, record, rows)
 
 
-def _diff(
+def _diff(  # noqa: C901 - one comparison per table
     before: Folded | None, after: Folded, f: Fact, record: RecordLike, rows: BatchRows
 ) -> None:
     """Derive history rows from what the event changed in one model."""

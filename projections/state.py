@@ -125,7 +125,7 @@ class Folded(NamedTuple):
 
     @property
     def live(self) -> bool:
-        return self.config["status"] != "unregistered"
+        return bool(self.config["status"] != "unregistered")
 
     def config_text(self) -> str:
         """The config's JSON (what ``models.config`` and ``model_versions.config`` hold)."""
@@ -144,8 +144,6 @@ class Folded(NamedTuple):
 
     def __ne__(self, other: object) -> bool:
         return not self == other
-
-    __hash__ = None  # type: ignore[assignment]
 
     # ------------------------------------------------------------ domain conversions
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import aiosqlite
 
-from projections.errors import ProjectionReplaced, ProjectionUnavailable
 from projections._bulkchild import events_inserts
+from projections.errors import ProjectionReplaced, ProjectionUnavailable
 from projections.rows import BatchRows
-from projections.state import Folded, FoldState, loads
 from projections.schema import (
     INDEXES,
     REGISTRY_REVISION_KEY,
@@ -23,6 +22,7 @@ from projections.schema import (
     TABLES,
     writer_pragmas,
 )
+from projections.state import Folded, FoldState, loads
 
 __all__ = ["INSERT_EVENTS", "SET_META", "ProjectionWriter", "batch_statements"]
 
@@ -172,7 +172,9 @@ class ProjectionWriter:
         ) as cur:
             for row in await cur.fetchall():
                 mid, cfg, rev, reg_at, upd_at, test_id, champ, pct, routing, split, ab_at = row
-                ab = None if test_id is None else (test_id, champ, float(pct), routing, split, ab_at)
+                ab = (
+                    None if test_id is None else (test_id, champ, float(pct), routing, split, ab_at)
+                )
                 models[mid] = Folded(loads(cfg), rev, reg_at, upd_at, ab)
         state.registry_revision = int(await self.meta(REGISTRY_REVISION_KEY) or 0)
         return state

@@ -78,7 +78,9 @@ metrics = st.builds(
 json_leaf = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | finite | st.text(max_size=6)
 json_values = st.recursive(
     json_leaf,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 settings = st.dictionaries(
@@ -141,7 +143,9 @@ def _config(model_id: str, draw: Any, version: str) -> ModelConfig:
     try:
         return ModelConfig.model_validate(data)
     except (ValidationError, SecretInConfig):  # e.g. a drawn key that looks secret
-        return ModelConfig.model_validate({k: data[k] for k in ("id", "name", "version", "type", "provider")})
+        return ModelConfig.model_validate(
+            {k: data[k] for k in ("id", "name", "version", "type", "provider")}
+        )
 
 
 def _changes(draw: Any) -> ConfigChanges:
@@ -161,7 +165,7 @@ def _changes(draw: Any) -> ConfigChanges:
         return ConfigChanges(description="d")
 
 
-def _command(draw: Any, state: RegistryState) -> CommandBase:
+def _command(draw: Any, state: RegistryState) -> CommandBase:  # noqa: C901 - one per kind
     mid = draw(st.sampled_from(IDS))
     current = state.models.get(mid)
     actor = draw(st.sampled_from(["alice", "ci", "ml-platform"]))
@@ -170,19 +174,35 @@ def _command(draw: Any, state: RegistryState) -> CommandBase:
     if current is None or not current.live or kind == 0:
         return RegisterModel(model_id=mid, payload=_config(mid, draw, version), actor=actor)
     if kind == 1:
-        return ClearRegistry(payload=ClearRegistryPayload(reason="reset", confirm=True), actor=actor)
+        return ClearRegistry(
+            payload=ClearRegistryPayload(reason="reset", confirm=True), actor=actor
+        )
     if kind in (2, 3):
         to = draw(st.sampled_from(list(Status)))
         reason = draw(st.none() | st.text(max_size=8))
-        return ChangeStatus(model_id=mid, payload=ChangeStatusPayload(status=to, reason=reason), actor=actor)
+        return ChangeStatus(
+            model_id=mid, payload=ChangeStatusPayload(status=to, reason=reason), actor=actor
+        )
     if kind in (4, 5):
-        return RecordMetrics(model_id=mid, payload=RecordMetricsPayload(metrics=draw(metrics)), actor=actor)
+        return RecordMetrics(
+            model_id=mid, payload=RecordMetricsPayload(metrics=draw(metrics)), actor=actor
+        )
     if kind == 6:
         major, minor, patch = (int(x) for x in version.split("-")[0].split(".")[:3])
-        nxt = draw(st.sampled_from([f"{major}.{minor}.{patch + 1}", f"{major}.{minor + 1}.0", f"{major}.{minor}.{patch + 1}-rc.1"]))
+        nxt = draw(
+            st.sampled_from(
+                [
+                    f"{major}.{minor}.{patch + 1}",
+                    f"{major}.{minor + 1}.0",
+                    f"{major}.{minor}.{patch + 1}-rc.1",
+                ]
+            )
+        )
         payload = ReleaseVersionPayload(
             version=nxt,
-            status=draw(st.none() | st.sampled_from([Status.TRAINING, Status.TESTING, Status.ACTIVE])),
+            status=draw(
+                st.none() | st.sampled_from([Status.TRAINING, Status.TESTING, Status.ACTIVE])
+            ),
             metrics=draw(st.none() | metrics),
             changes=_changes(draw),
         )
@@ -193,17 +213,21 @@ def _command(draw: Any, state: RegistryState) -> CommandBase:
             changes = ConfigChanges(description="d")
         return UpdateConfig(model_id=mid, payload=UpdateConfigPayload(changes=changes), actor=actor)
     if kind == 8:
-        payload = StartABTestPayload(
+        start = StartABTestPayload(
             champion_model_id=draw(st.sampled_from(IDS)),
             traffic_percentage=draw(percents),
             routing=draw(st.sampled_from(["hash", "random"])),
         )
-        return StartABTest(model_id=mid, payload=payload, actor=actor)
+        return StartABTest(model_id=mid, payload=start, actor=actor)
     if kind == 9:
-        payload = ChangeABTrafficPayload(traffic_percentage=draw(percents))
-        return ChangeABTraffic(model_id=mid, payload=payload, actor=actor)
+        traffic = ChangeABTrafficPayload(traffic_percentage=draw(percents))
+        return ChangeABTraffic(model_id=mid, payload=traffic, actor=actor)
     if kind == 10:
-        return StopABTest(model_id=mid, payload=ReasonPayload(reason=draw(st.none() | st.just("done"))), actor=actor)
+        return StopABTest(
+            model_id=mid,
+            payload=ReasonPayload(reason=draw(st.none() | st.just("done"))),
+            actor=actor,
+        )
     return UnregisterModel(model_id=mid, payload=ReasonPayload(reason="retired"), actor=actor)
 
 
@@ -233,7 +257,9 @@ def logged(events: Sequence[EventBase]) -> list[EventBase]:
 
 def records_of(values: Sequence[tuple[bytes | None, bytes | None]]) -> list[ConsumerRecord]:  # type: ignore[type-arg]
     return [
-        ConsumerRecord(TOPIC, 0, i, 1_700_000_000_000 + i, 0, key, value, None, 0, 0, (("type", b"x"),))
+        ConsumerRecord(
+            TOPIC, 0, i, 1_700_000_000_000 + i, 0, key, value, None, 0, 0, (("type", b"x"),)
+        )
         for i, (key, value) in enumerate(values)
     ]
 
@@ -264,7 +290,9 @@ def view(rows: BatchRows, state: FoldState) -> dict[str, Any]:
     }
 
 
-def fold_both(records: list[ConsumerRecord], cuts: Sequence[int] = ()) -> tuple[list[Any], list[Any], int]:  # type: ignore[type-arg]
+def fold_both(
+    records: list[ConsumerRecord], cuts: Sequence[int] = ()
+) -> tuple[list[Any], list[Any], int]:  # type: ignore[type-arg]
     """Fold ``records`` fast and careful, batch by batch; (fast views, careful views, careful
     records the fast run needed)."""
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(records)}), len(records)]
@@ -279,9 +307,15 @@ def fold_both(records: list[ConsumerRecord], cuts: Sequence[int] = ()) -> tuple[
     return fast, careful, needed
 
 
-@hsettings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@hsettings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(events=histories(), cuts=st.lists(st.integers(0, 60), max_size=4))
-def test_fast_fold_equals_the_careful_fold_and_the_domain(events: list[EventBase], cuts: list[int]) -> None:
+def test_fast_fold_equals_the_careful_fold_and_the_domain(
+    events: list[EventBase], cuts: list[int]
+) -> None:
     records = event_records(events)
     fast, careful, needed = fold_both(records, cuts)
     assert fast == careful
@@ -301,7 +335,11 @@ def test_fast_fold_equals_the_careful_fold_and_the_domain(events: list[EventBase
     }
 
 
-@hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@hsettings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(events=histories(max_commands=30), cuts=st.lists(st.integers(0, 40), max_size=3))
 def test_fast_and_careful_files_are_identical(events: list[EventBase], cuts: list[int]) -> None:
     """The same through the writer, into real SQLite files."""
@@ -400,7 +438,10 @@ def _mangle(obj: dict[str, Any], draw: Any) -> bytes:
     if op == "bytes":
         raw = orjson.dumps(obj)
         at = draw(st.integers(0, len(raw)))
-        return draw(st.sampled_from([raw[:at], raw[:at] + b"\xff" + raw[at:], raw[:at] + b"}" + raw[at:]]))
+        broken: bytes = draw(
+            st.sampled_from([raw[:at], raw[:at] + b"\xff" + raw[at:], raw[:at] + b"}" + raw[at:]])
+        )
+        return broken
     parent: Any = obj
     for step in path[:-1]:
         parent = parent[step]
@@ -414,15 +455,23 @@ def _mangle(obj: dict[str, Any], draw: Any) -> bytes:
     else:
         target = parent[last] if path else obj
         if isinstance(target, dict):
-            target[draw(st.sampled_from(["extra", "password", "id", "type"]))] = draw(st.sampled_from(WEIRD))
+            target[draw(st.sampled_from(["extra", "password", "id", "type"]))] = draw(
+                st.sampled_from(WEIRD)
+            )
         elif isinstance(target, list):
             target.append(draw(st.sampled_from(WEIRD)))
-    return json.dumps(obj).encode()  # not orjson: it writes huge ints, NaN... as given
+    return json.dumps(obj).encode()  # not orjson: this writes huge ints, NaN... as given
 
 
-@hsettings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@hsettings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(data=st.data(), events=histories(max_commands=15))
-def test_mangled_records_get_the_careful_result(data: st.DataObject, events: list[EventBase]) -> None:
+def test_mangled_records_get_the_careful_result(
+    data: st.DataObject, events: list[EventBase]
+) -> None:
     values = [(e.model_id.encode(), codec.encode(e)) for e in events]
     at = data.draw(st.integers(0, len(values) - 1 if values else 0))
     if values:
@@ -438,7 +487,9 @@ def test_what_the_fast_path_leaves_to_the_careful_one() -> None:
     base = orjson.loads(
         codec.encode(
             decide(
-                RecordMetrics(model_id="m1", payload=RecordMetricsPayload(metrics=Metrics(accuracy=90))),
+                RecordMetrics(
+                    model_id="m1", payload=RecordMetricsPayload(metrics=Metrics(accuracy=90))
+                ),
                 RegistryState(
                     {"m1": _state_after_register()}  # type: ignore[dict-item]
                 ),
@@ -463,7 +514,9 @@ def test_what_the_fast_path_leaves_to_the_careful_one() -> None:
 
 def _state_after_register() -> Any:
     state = RegistryState()
-    cfg = ModelConfig(id="m1", name="n", version="1.0.0", type=ModelType.NLP, provider=Provider.OPENAI)
+    cfg = ModelConfig(
+        id="m1", name="n", version="1.0.0", type=ModelType.NLP, provider=Provider.OPENAI
+    )
     (event,) = decide(RegisterModel(model_id="m1", payload=cfg), state, now=T0)  # type: ignore[misc]
     state.apply(event)
     return state.models["m1"]
