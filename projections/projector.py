@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -185,7 +186,11 @@ class Projector:
     async def close(self) -> None:
         """Stop the clients and close the file (positions are already committed)."""
         self._open = False
-        await self._close_clients()
+        try:
+            await self._close_clients()
+        finally:
+            if self._bulk:
+                gc.unfreeze()
 
     async def _close_clients(self) -> None:
         consumer, self._consumer = self._consumer, None
@@ -248,6 +253,10 @@ class Projector:
                 records = await self._fetch(stop)
                 if records:
                     done += await self._submit(fold_batch(self._state, records))
+                    if self._bulk:
+                        # The fold's state is large, long-lived and acyclic: spare it the
+                        # collector's full passes (undone when the rebuild closes).
+                        gc.freeze()
                 if await self._lag() == 0:
                     written = await self._drain()
                     if written < 0:
