@@ -43,7 +43,7 @@ class Up:
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "registry", "up", "--data-dir", str(data_dir), "--status-every", "0", "--health-port", "0", *args],
-            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
         # the banner is printed once every component is ready and runtime.json is written
         assert self.proc.stdout is not None
@@ -104,6 +104,18 @@ async def test_history_survives_a_restart_and_nothing_is_left_behind(tmp_path: P
         second.stop()
     assert second.proc.returncode == 0
     assert not _alive(second.info["broker_pid"])
+
+
+def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group: `up` must still stop its
+    components before the broker (no connection errors, no orphan)."""
+    up = Up(tmp_path / "reg")
+    os.killpg(up.proc.pid, signal.SIGINT)
+    _, err = up.proc.communicate(timeout=30)
+    assert up.proc.returncode == 0
+    assert "ERROR" not in err and "Traceback" not in err, err[-2000:]
+    assert "stopped." in err
+    assert not _alive(up.info["broker_pid"])
 
 
 async def test_acknowledged_writes_survive_a_kill_before_projection(tmp_path: Path) -> None:

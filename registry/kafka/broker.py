@@ -98,6 +98,9 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            # Its own session: a Ctrl-C in the terminal reaches `up`, which stops the
+            # components cleanly and only then the broker (it must outlive their last flush).
+            start_new_session=True,
         )
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
