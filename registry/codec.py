@@ -87,6 +87,8 @@ def _load(data: bytes | str | None) -> dict[str, Any]:
 def _upcast(obj: dict[str, Any]) -> dict[str, Any]:
     type_name = obj.get("type")
     version = obj.get("schema_version", 1)
+    if not isinstance(type_name, str):
+        return obj
     if not isinstance(version, int):
         return obj
     target = CURRENT_SCHEMA_VERSIONS.get(type_name, version) if isinstance(type_name, str) else version
@@ -106,7 +108,7 @@ def _decode(data: bytes | str | None, names: frozenset[str], kind: str, adapter:
     obj = _load(data)
     message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     type_name = obj.get("type")
-    if type_name not in names:
+    if not isinstance(type_name, str) or type_name not in names:
         raise DecodeError(f"unknown {kind} type {type_name!r}", message_id=message_id)
     obj = _upcast(obj)
     try:
@@ -125,17 +127,30 @@ def decode_event(data: bytes | str | None) -> EventBase:
         # Anything it refuses (old schema_version, unknown type, bad JSON) takes the slow path,
         # which upcasts or explains.
         try:
-            return _EVENT_ADAPTER.validate_json(data)
+            event = _EVENT_ADAPTER.validate_json(data)
         except (ValidationError, SecretInConfig):
             pass
-    return _decode(data, _EVENT_NAMES, "event", _EVENT_ADAPTER)  # type: ignore[no-any-return]
+        else:
+            _require_identity(event)
+            return event
+    event = _decode(data, _EVENT_NAMES, "event", _EVENT_ADAPTER)
+    _require_identity(event)
+    return event  # type: ignore[no-any-return]
+
+
+def _require_identity(event: EventBase) -> None:
+    # The envelope's defaults (fresh id, now) serve construction; a stored event without its
+    # own id or time would read differently on every replay.
+    missing = {"id", "occurred_at"} - event.model_fields_set
+    if missing:
+        raise DecodeError(f"event without {', '.join(sorted(missing))}", message_id=None)
 
 
 def decode_command(data: bytes | str | None) -> CommandBase:
     """Bytes -> command. Raises ``DecodeError``; ``SecretInConfig`` surfaces as its own type."""
     obj = _load(data)
     message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
-    if obj.get("type") not in _COMMAND_NAMES:
+    if not isinstance(obj.get("type"), str) or obj.get("type") not in _COMMAND_NAMES:
         raise DecodeError(f"unknown command type {obj.get('type')!r}", message_id=message_id)
     obj = _upcast(obj)
     try:

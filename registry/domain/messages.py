@@ -97,6 +97,11 @@ class ConfigChanges(WireModel):
 
     @model_validator(mode="after")
     def _no_secrets(self) -> ConfigChanges:
+        # null would mean "clear the field", which the wire (nulls omitted) cannot carry and
+        # required fields cannot take: refuse it rather than let the log and the state differ.
+        nulls = sorted(f for f in self.model_fields_set if getattr(self, f) is None)
+        if nulls:
+            raise ValueError(f"null is not a value for {', '.join(nulls)}; clearing a field is not supported")
         _check_endpoint("endpoint", self.endpoint)
         if self.parameters:
             _scan_for_secrets("parameters", self.parameters)

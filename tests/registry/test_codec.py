@@ -89,12 +89,29 @@ def test_wire_uses_camel_case_payloads_and_snake_case_envelope() -> None:
         (b'{"type": "ModelExploded"}', "unknown event type"),
         (b'{"type": "ModelRegistered", "model_id": "x", "revision": 0, "payload": {}}', "invalid ModelRegistered"),
         (b'{"type": "ModelRegistered", "schema_version": 99}', "newer than this reader"),
+        (b'{"type": ["ModelRegistered"]}', "unknown event type"),
+        (b'{"type": {"a": 1}}', "unknown event type"),
     ],
 )
 def test_bad_bytes_give_one_typed_error(data: bytes | None, reason: str) -> None:
     with pytest.raises(DecodeError) as info:
         codec.decode_event(data)
     assert reason in info.value.reason
+
+
+def test_events_without_their_own_id_or_time_are_refused() -> None:
+    wire = orjson.loads(codec.encode(EVENTS[3]))
+    for field in ("id", "occurred_at"):
+        partial = {k: v for k, v in wire.items() if k != field}
+        with pytest.raises(DecodeError, match=field):
+            codec.decode_event(orjson.dumps(partial))
+
+
+def test_null_changes_are_refused() -> None:
+    with pytest.raises(ValueError, match="null"):
+        m.ConfigChanges.model_validate({"description": None})
+    with pytest.raises(ValueError, match="null"):
+        m.ConfigChanges(endpoint=None)
 
 
 def test_decode_error_carries_a_readable_message_id() -> None:
