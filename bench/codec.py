@@ -9,7 +9,6 @@ the same bytes (the ceiling for any validating decoder).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -20,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 
 from bench.common import machine, peak_rss_mb, write_figures  # noqa: E402
-from registry import codec  # noqa: E402
-from registry.domain import messages as m  # noqa: E402
-from registry.domain.types import Metrics  # noqa: E402
+from registry.core import codec  # noqa: E402
+from registry.core import messages as m  # noqa: E402
+from registry.core.types import Metrics  # noqa: E402
 
 
 def sample_events(n: int) -> list[bytes]:
@@ -31,18 +30,31 @@ def sample_events(n: int) -> list[bytes]:
     for i in range(n):
         if i % 3 == 0:
             ev: m.EventBase = m.ModelMetricsRecorded(
-                model_id=f"model-{i % 1000}", revision=i + 1, occurred_at=now, actor="bench",
-                payload=m.RecordMetricsPayload(metrics=Metrics(accuracy=80 + i % 20, f1_score=70.5)),
+                model_id=f"model-{i % 1000}",
+                revision=i + 1,
+                occurred_at=now,
+                actor="bench",
+                payload=m.RecordMetricsPayload(
+                    metrics=Metrics(accuracy=80 + i % 20, f1_score=70.5)
+                ),
             )
         elif i % 3 == 1:
             ev = m.ModelStatusChanged(
-                model_id=f"model-{i % 1000}", revision=i + 1, occurred_at=now, actor="bench",
+                model_id=f"model-{i % 1000}",
+                revision=i + 1,
+                occurred_at=now,
+                actor="bench",
                 payload=m.ModelStatusChangedPayload(**{"from": "testing", "to": "active"}),
             )
         else:
             ev = m.ABTestTrafficChanged(
-                model_id=f"model-{i % 1000}", revision=i + 1, occurred_at=now, actor="bench",
-                payload=m.ABTestTrafficChangedPayload(test_id="ab:x:1", previous_percentage=10, traffic_percentage=20, split_version=2),
+                model_id=f"model-{i % 1000}",
+                revision=i + 1,
+                occurred_at=now,
+                actor="bench",
+                payload=m.ABTestTrafficChangedPayload(
+                    test_id="ab:x:1", previous_percentage=10, traffic_percentage=20, split_version=2
+                ),
             )
         out.append(codec.encode(ev))
     return out
@@ -68,14 +80,21 @@ def main() -> None:
     events = [codec.decode_event(d) for d in data[: n // 4]]
     encode = rate(codec.encode, events)
     figures = {
-        "events": n, "avg_bytes": round(size), "orjson_loads_per_s": round(bare),
-        "decode_event_per_s": round(decode), "encode_per_s": round(encode),
-        "decode_vs_bare_ratio": round(decode / bare, 3), "target_decode_per_s": 200_000,
-        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+        "events": n,
+        "avg_bytes": round(size),
+        "orjson_loads_per_s": round(bare),
+        "decode_event_per_s": round(decode),
+        "encode_per_s": round(encode),
+        "decode_vs_bare_ratio": round(decode / bare, 3),
+        "target_decode_per_s": 200_000,
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": machine(),
     }
     print(f"codec: {n} events of ~{size:.0f} bytes")
     print(f"  bare orjson.loads  {bare:>12,.0f}/s  (baseline)")
-    print(f"  decode_event       {decode:>12,.0f}/s  ratio {decode / bare:.2f}  (target >= 200,000/s)")
+    print(
+        f"  decode_event       {decode:>12,.0f}/s  ratio {decode / bare:.2f}  (target >= 200,000/s)"
+    )
     print(f"  encode             {encode:>12,.0f}/s")
     print(f"  peak RSS {figures['peak_rss_mb']} MB")
     write_figures(args.json, figures)

@@ -23,7 +23,13 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "python": sys.version.split()[0], "os": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "python": sys.version.split()[0],
+        "os": platform.platform(),
+    }
 
 
 def peak_rss_mb() -> float:
@@ -52,7 +58,7 @@ def bootstrap(quick_default: bool = False) -> tuple[Any, str]:
     if external:
         return None, external
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from registry.kafka.broker import EmbeddedBroker
+    from registry.infra.kafka.broker import EmbeddedBroker
 
     broker = EmbeddedBroker()
     broker.start()

@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import orjson  # noqa: E402
 
 from bench.common import bootstrap, machine, peak_rss_mb, write_figures  # noqa: E402
-from consumers.predictor import PredictionConsumer, PredictorConfig
-from registry.kafka.clients import make_consumer, make_producer
-from registry.kafka.topics import ensure_topics
-from registry.settings import Settings
+from consumers.predictor import PredictionConsumer
+from registry.infra.kafka.clients import make_consumer, make_producer
+from registry.infra.kafka.topics import ensure_topics
+from registry.infra.settings import PredictorSettings, Settings
 from tests.consumers.conftest import (
     RegistryWriter,
     _lead_data,
@@ -134,7 +134,7 @@ async def bare_batched(settings: Settings, n: int) -> float:
 
 
 async def predictor(settings: Settings, n: int) -> float:
-    consumer = PredictionConsumer(settings, config=PredictorConfig(assignment="all"))
+    consumer = PredictionConsumer(settings, config=PredictorSettings(assignment="all"))
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await consumer.ready.wait()
@@ -163,25 +163,41 @@ async def main_async(n: int, out: Path) -> None:
             broker.stop()
     p, design, fast = rates["predictor"], rates["bare_send"], rates["bare_batched"]
     figures = {
-        "requests": n, "requests_per_s": round(p), "bare_loop_per_s": round(design),
-        "bare_batched_loop_per_s": round(fast), "ratio_to_bare_loop": round(p / design, 3),
-        "ratio_to_bare_batched_loop": round(p / fast, 3), "target_requests_per_s": 20000,
-        "target_ratio": 0.5, "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+        "requests": n,
+        "requests_per_s": round(p),
+        "bare_loop_per_s": round(design),
+        "bare_batched_loop_per_s": round(fast),
+        "ratio_to_bare_loop": round(p / design, 3),
+        "ratio_to_bare_batched_loop": round(p / fast, 3),
+        "target_requests_per_s": 20000,
+        "target_ratio": 0.5,
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": machine(),
     }
     print(f"predictions: {n:,} requests, 20% A/B test over two local scikit-learn models")
-    print(f"  bare loop (stdlib json, send per message)   {design:>9,.0f}/s  (baseline, as DESIGN.md 13)")
+    print(
+        f"  bare loop (stdlib json, send per message)   {design:>9,.0f}/s  (baseline, as DESIGN.md "
+        "13)"
+    )
     print(f"  bare loop (orjson, send_batch)              {fast:>9,.0f}/s  (a faster baseline)")
-    print(f"  prediction consumer                         {p:>9,.0f}/s  ratio {p / design:.2f} to the baseline, "
-          f"{p / fast:.2f} to the faster one  (targets >= 20,000/s, >= 0.5)")
+    print(
+        f"  prediction consumer                         {p:>9,.0f}/s  ratio {p / design:.2f} to "
+        "the baseline, "
+        f"{p / fast:.2f} to the faster one  (targets >= 20,000/s, >= 0.5)"
+    )
     print(f"  peak RSS {figures['peak_rss_mb']} MB")
     write_figures(out, figures)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="5,000 requests: a smoke run")
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "predictions.json")
+    ap.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "predictions.json"
+    )
     args = ap.parse_args()
     asyncio.run(main_async(5_000 if args.quick else args.requests, args.json))
 

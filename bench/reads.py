@@ -27,37 +27,63 @@ from bench.common import bootstrap, machine, peak_rss_mb, percentile, write_figu
 from bench.events import produce  # noqa: E402
 
 TYPES = ["classification", "regression", "clustering", "nlp", "recommendation", "forecasting"]
-PROVIDERS = ["openai", "anthropic", "aws-sagemaker", "azure-ml", "custom", "scikit-learn", "tensorflow", "pytorch"]
+PROVIDERS = [
+    "openai",
+    "anthropic",
+    "aws-sagemaker",
+    "azure-ml",
+    "custom",
+    "scikit-learn",
+    "tensorflow",
+    "pytorch",
+]
 
 
 def model_events(n: int):  # type: ignore[no-untyped-def]
     """ModelRegistered for n models (types and providers spread), plus activation for half."""
     from datetime import UTC, datetime
 
-    from registry import codec
-    from registry.domain import messages as m
-    from registry.domain.types import ModelConfig
+    from registry.core import codec
+    from registry.core import messages as m
+    from registry.core.types import ModelConfig
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
     for i in range(n):
         mid = f"model-{i:08d}"
-        cfg = ModelConfig(id=mid, name=f"Model {i}", version="1.0.0", type=TYPES[i % 6], provider=PROVIDERS[i % 8],
-                          description="bench", status="testing")
-        yield mid.encode(), codec.encode(m.ModelRegistered(model_id=mid, revision=1, occurred_at=at, payload=cfg))
+        cfg = ModelConfig(
+            id=mid,
+            name=f"Model {i}",
+            version="1.0.0",
+            type=TYPES[i % 6],
+            provider=PROVIDERS[i % 8],
+            description="bench",
+            status="testing",
+        )
+        yield (
+            mid.encode(),
+            codec.encode(m.ModelRegistered(model_id=mid, revision=1, occurred_at=at, payload=cfg)),
+        )
         if (i // 8) % 2 == 0:
             payload = m.ModelStatusChangedPayload(**{"from": "testing", "to": "active"})
-            yield mid.encode(), codec.encode(m.ModelStatusChanged(model_id=mid, revision=2, occurred_at=at, payload=payload))
+            yield (
+                mid.encode(),
+                codec.encode(
+                    m.ModelStatusChanged(model_id=mid, revision=2, occurred_at=at, payload=payload)
+                ),
+            )
 
 
 async def main_async(n: int, lookups: int, out: Path) -> None:
+    from projections.projector import rebuild
     from projections.reader import ProjectionReader
-    from projections.rebuild import rebuild
-    from registry.kafka.topics import ensure_topics
-    from registry.settings import Settings
+    from registry.infra.kafka.topics import ensure_topics
+    from registry.infra.settings import Settings
 
     broker, bs = bootstrap()
     try:
-        settings = Settings(bootstrap_servers=bs, topic_prefix=f"reads{int(time.time())}.", fetch_max_wait_ms=20)
+        settings = Settings(
+            bootstrap_servers=bs, topic_prefix=f"reads{int(time.time())}.", fetch_max_wait_ms=20
+        )
         await ensure_topics(settings)
         produced = await produce(bs, settings.topic("registry.events"), model_events(n))
         with tempfile.TemporaryDirectory() as tmp:
@@ -73,13 +99,17 @@ async def main_async(n: int, lookups: int, out: Path) -> None:
                 latencies = []
                 for i in range(60):
                     t = time.perf_counter()
-                    found = await reader.list_models(type=TYPES[i % 6], status="active", provider=None)
+                    found = await reader.list_models(
+                        type=TYPES[i % 6], status="active", provider=None
+                    )
                     latencies.append((time.perf_counter() - t) * 1000)
                     assert found
                 narrow = []
                 for i in range(60):
                     t = time.perf_counter()
-                    await reader.list_models(type=TYPES[i % 6], provider=PROVIDERS[(i * 3) % 8], status="active")
+                    await reader.list_models(
+                        type=TYPES[i % 6], provider=PROVIDERS[(i * 3) % 8], status="active"
+                    )
                     narrow.append((time.perf_counter() - t) * 1000)
                 rows_per_list = len(found)
             conn = sqlite3.connect(db)
@@ -92,29 +122,43 @@ async def main_async(n: int, lookups: int, out: Path) -> None:
         if broker is not None:
             broker.stop()
     figures = {
-        "models": n, "events": produced, "get_model_per_s": round(get_rate), "bare_select_per_s": round(bare_rate),
+        "models": n,
+        "events": produced,
+        "get_model_per_s": round(get_rate),
+        "bare_select_per_s": round(bare_rate),
         "get_model_ratio_to_bare": round(get_rate / bare_rate, 3),
         "list_models_type_status_p50_ms": round(percentile(latencies, 50), 2),
         "list_models_type_status_p99_ms": round(percentile(latencies, 99), 2),
         "list_models_rows": rows_per_list,
         "list_models_narrow_p50_ms": round(percentile(narrow, 50), 2),
         "list_models_narrow_p99_ms": round(percentile(narrow, 99), 2),
-        "target_get_model_per_s": 20000, "target_list_models_ms": 10,
-        "peak_rss_mb": peak_rss_mb(), "machine": machine(),
+        "target_get_model_per_s": 20000,
+        "target_list_models_ms": 10,
+        "peak_rss_mb": peak_rss_mb(),
+        "machine": machine(),
     }
     print(f"reads: projection of {n:,} models")
     print(f"  bare sqlite3 SELECT by id {bare_rate:>10,.0f}/s  (ceiling)")
-    print(f"  get_model                 {get_rate:>10,.0f}/s  ratio {get_rate / bare_rate:.2f}  (target >= 20,000/s)")
-    print(f"  list_models(type, status=active): p50 {figures['list_models_type_status_p50_ms']} ms, "
-          f"p99 {figures['list_models_type_status_p99_ms']} ms for {rows_per_list:,} rows")
-    print(f"  list_models(type, provider, status): p50 {figures['list_models_narrow_p50_ms']} ms, "
-          f"p99 {figures['list_models_narrow_p99_ms']} ms  (target < 10 ms)")
+    print(
+        f"  get_model                 {get_rate:>10,.0f}/s  ratio {get_rate / bare_rate:.2f}  "
+        "(target >= 20,000/s)"
+    )
+    print(
+        f"  list_models(type, status=active): p50 {figures['list_models_type_status_p50_ms']} ms, "
+        f"p99 {figures['list_models_type_status_p99_ms']} ms for {rows_per_list:,} rows"
+    )
+    print(
+        f"  list_models(type, provider, status): p50 {figures['list_models_narrow_p50_ms']} ms, "
+        f"p99 {figures['list_models_narrow_p99_ms']} ms  (target < 10 ms)"
+    )
     print(f"  peak RSS {figures['peak_rss_mb']} MB")
     write_figures(out, figures)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--models", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="2,000 models: a smoke run")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "reads.json")

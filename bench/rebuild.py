@@ -33,8 +33,12 @@ from bench.events import event_stream, produce  # noqa: E402
 async def bare_fetch(bootstrap_servers: str, topic: str, expected: int) -> float:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=20,
-                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=20,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -65,13 +69,15 @@ def _children_cpu() -> float:
 
 
 async def main_async(n: int, out: Path) -> None:
-    from projections.rebuild import rebuild
-    from registry.kafka.topics import ensure_topics
-    from registry.settings import Settings
+    from projections.projector import rebuild
+    from registry.infra.kafka.topics import ensure_topics
+    from registry.infra.settings import Settings
 
     broker, bs = bootstrap()
     try:
-        settings = Settings(bootstrap_servers=bs, topic_prefix=f"bench{int(time.time())}.", fetch_max_wait_ms=20)
+        settings = Settings(
+            bootstrap_servers=bs, topic_prefix=f"bench{int(time.time())}.", fetch_max_wait_ms=20
+        )
         await ensure_topics(settings)
         topic = settings.topic("registry.events")
         t = time.perf_counter()
@@ -93,17 +99,32 @@ async def main_async(n: int, out: Path) -> None:
             cpu["broker"] = round((_cpu_seconds(broker_pid) - broker0) * us, 2)
         bare_rate, rate = produced / bare_s, produced / result.seconds
         figures = {
-            "events": produced, "bare_fetch_per_s": round(bare_rate), "rebuild_per_s": round(rate),
-            "rebuild_seconds": round(result.seconds, 2), "ratio_to_bare_fetch": round(rate / bare_rate, 3),
-            "events_applied": result.events_applied, "errors": result.errors, "db_mb": round(size_mb, 1),
-            "careful_path_records": result.careful, "cpu_us_per_event": cpu,
-            "target_per_s": 100_000, "peak_rss_mb": peak_rss_mb(),
-            "writer_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "events": produced,
+            "bare_fetch_per_s": round(bare_rate),
+            "rebuild_per_s": round(rate),
+            "rebuild_seconds": round(result.seconds, 2),
+            "ratio_to_bare_fetch": round(rate / bare_rate, 3),
+            "events_applied": result.events_applied,
+            "errors": result.errors,
+            "db_mb": round(size_mb, 1),
+            "careful_path_records": result.careful,
+            "cpu_us_per_event": cpu,
+            "target_per_s": 100_000,
+            "peak_rss_mb": peak_rss_mb(),
+            "writer_peak_rss_mb": round(
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1
+            ),
             "machine": machine(),
         }
         print(f"  bare aiokafka fetch {bare_rate:>12,.0f} events/s  (ceiling)")
-        print(f"  projection rebuild  {rate:>12,.0f} events/s  ratio {rate / bare_rate:.2f}  ({result.seconds:.1f} s, target >= 100,000/s)")
-        print(f"  applied {result.events_applied:,}, errors {result.errors}, database {size_mb:.0f} MB, peak RSS {figures['peak_rss_mb']} MB (writer {figures['writer_peak_rss_mb']} MB)")
+        print(
+            f"  projection rebuild  {rate:>12,.0f} events/s  ratio {rate / bare_rate:.2f}  "
+            f"({result.seconds:.1f} s, target >= 100,000/s)"
+        )
+        print(
+            f"  applied {result.events_applied:,}, errors {result.errors}, database {size_mb:.0f} "
+            f"MB, peak RSS {figures['peak_rss_mb']} MB (writer {figures['writer_peak_rss_mb']} MB)"
+        )
         print(f"  CPU per event (us): {cpu}; records left to the careful path: {result.careful:,}")
         write_figures(out, figures)
     finally:
@@ -112,7 +133,9 @@ async def main_async(n: int, out: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="20,000 events: a smoke run")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "rebuild.json")

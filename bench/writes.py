@@ -34,8 +34,20 @@ from bench.common import machine, peak_rss_mb, percentile, write_figures  # noqa
 def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     env = dict(os.environ)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "registry", "up", "--only", "decider,projector", "--data-dir", str(data_dir), "--status-every", "0"],
-        env=env, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "registry",
+            "up",
+            "--only",
+            "decider,projector",
+            "--data-dir",
+            str(data_dir),
+            "--status-every",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     runtime = data_dir / "runtime.json"
     deadline = time.monotonic() + 60
@@ -53,10 +65,12 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-async def client_process(bootstrap: str, data_dir: Path, first: int, count: int, models: int, start_at: float) -> None:
+async def client_process(
+    bootstrap: str, data_dir: Path, first: int, count: int, models: int, start_at: float
+) -> None:
     """One client process of the saturation run: prints its finish time and last offset."""
-    from registry.client import ModelRegistry
-    from registry.settings import Settings
+    from registry.app.client import ModelRegistry
+    from registry.infra.settings import Settings
 
     settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=10)
     async with ModelRegistry(settings, actor=f"bench-{first}", timeout=120) as reg:
@@ -75,35 +89,64 @@ async def client_process(bootstrap: str, data_dir: Path, first: int, count: int,
 
 
 async def saturation(reg: object, settings: object, n: int, clients: int) -> float:
-    """n commands from ``clients`` processes (like many CRM modules), until the projection shows them."""
-    from registry.client import ModelRegistry
-    from registry.settings import Settings
+    """n commands from ``clients`` processes (like many CRM modules), until the projection
+    shows them."""
+    from registry.app.client import ModelRegistry
+    from registry.infra.settings import Settings
 
-    assert isinstance(reg, ModelRegistry) and isinstance(settings, Settings)
+    assert isinstance(reg, ModelRegistry)
+    assert isinstance(settings, Settings)
     models = max(1, n // 50)
     for i in range(models):  # setup, not timed
-        await reg.register({"id": f"w-{i}", "name": f"w-{i}", "version": "1.0.0", "type": "classification", "provider": "custom", "status": "active"})
+        await reg.register(
+            {
+                "id": f"w-{i}",
+                "name": f"w-{i}",
+                "version": "1.0.0",
+                "type": "classification",
+                "provider": "custom",
+                "status": "active",
+            }
+        )
     start_at = time.time() + 3.0  # every client connected and waiting by then
     per = n // clients
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--client", settings.bootstrap_servers, str(settings.data_dir),
-            str(k * per), str(per if k < clients - 1 else n - k * per), str(models), str(start_at),
+            sys.executable,
+            __file__,
+            "--client",
+            settings.bootstrap_servers,
+            str(settings.data_dir),
+            str(k * per),
+            str(per if k < clients - 1 else n - k * per),
+            str(models),
+            str(start_at),
             stdout=asyncio.subprocess.PIPE,
         )
         for k in range(clients)
     ]
-    outputs = [json.loads((await p.communicate())[0].decode().strip().splitlines()[-1]) for p in procs]
+    outputs = [
+        json.loads((await p.communicate())[0].decode().strip().splitlines()[-1]) for p in procs
+    ]
     reader = await reg._projection(consistent=False)  # noqa: SLF001 - wait for the projection, as a reader would
     await reader.wait_for_offset(0, max(o["last_offset"] for o in outputs), timeout=120)
     return time.time() - start_at
 
 
 async def read_your_writes(reg: object, seconds: float, rate: float) -> list[float]:
-    from registry.client import ModelRegistry
+    from registry.app.client import ModelRegistry
 
     assert isinstance(reg, ModelRegistry)
-    await reg.register({"id": "ryw", "name": "ryw", "version": "1.0.0", "type": "nlp", "provider": "custom", "status": "active"})
+    await reg.register(
+        {
+            "id": "ryw",
+            "name": "ryw",
+            "version": "1.0.0",
+            "type": "nlp",
+            "provider": "custom",
+            "status": "active",
+        }
+    )
     latencies: list[float] = []
 
     async def one(i: int) -> None:
@@ -146,14 +189,18 @@ def mlflow_baseline(n: int) -> float | None:
 
 
 async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
-    from registry.client import ModelRegistry
-    from registry.settings import Settings
+    from registry.app.client import ModelRegistry
+    from registry.infra.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         proc, info = start_up(data_dir)
         try:
-            settings = Settings(bootstrap_servers=str(info["bootstrap_servers"]), data_dir=data_dir, fetch_max_wait_ms=10)
+            settings = Settings(
+                bootstrap_servers=str(info["bootstrap_servers"]),
+                data_dir=data_dir,
+                fetch_max_wait_ms=10,
+            )
             async with ModelRegistry(settings, actor="bench", timeout=60) as reg:
                 seconds = await saturation(reg, settings, n, clients=2)
                 latencies = await read_your_writes(reg, ryw_seconds, 100.0)
@@ -168,22 +215,35 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
     rate = n / seconds
     baseline = mlflow_baseline(200 if n < 5000 else 1000)
     figures = {
-        "commands": n, "commands_per_s": round(rate), "ryw_p50_ms": round(percentile(latencies, 50), 2),
-        "ryw_p99_ms": round(percentile(latencies, 99), 2), "ryw_samples": len(latencies),
+        "commands": n,
+        "commands_per_s": round(rate),
+        "ryw_p50_ms": round(percentile(latencies, 50), 2),
+        "ryw_p99_ms": round(percentile(latencies, 99), 2),
+        "ryw_samples": len(latencies),
         "mlflow_writes_per_s": round(baseline) if baseline else None,
         "ratio_to_mlflow": round(rate / baseline, 1) if baseline else None,
         "projection_errors": refused,
-        "target_commands_per_s": 2000, "target_ryw_p99_ms": 50,
-        "server_peak_rss_mb": server_rss, "client_peak_rss_mb": peak_rss_mb(), "machine": machine(),
+        "target_commands_per_s": 2000,
+        "target_ryw_p99_ms": 50,
+        "server_peak_rss_mb": server_rss,
+        "client_peak_rss_mb": peak_rss_mb(),
+        "machine": machine(),
     }
     print(f"writes: {n:,} commands end to end (command -> event -> visible in the projection)")
     print(f"  saturation          {rate:>10,.0f} commands/s  (target >= 2,000/s)")
-    print(f"  read-your-writes @100/s  p50 {figures['ryw_p50_ms']} ms, p99 {figures['ryw_p99_ms']} ms  (target p99 < 50 ms)")
+    print(
+        f"  read-your-writes @100/s  p50 {figures['ryw_p50_ms']} ms, p99 {figures['ryw_p99_ms']} "
+        "ms  (target p99 < 50 ms)"
+    )
     if baseline:
-        print(f"  MLflow registry (SQLite) {baseline:>8,.0f} writes/s  (baseline); ratio {rate / baseline:.1f}x")
+        print(
+            f"  MLflow registry (SQLite) {baseline:>8,.0f} writes/s  (baseline); ratio "
+            f"{rate / baseline:.1f}x"
+        )
     else:
         print("  MLflow baseline skipped: install the bench extra (pip install -e '.[bench]')")
-    print(f"  integrity: {'ok, every event applied' if refused == 0 else f'{refused} EVENTS REFUSED by the projector'}")
+    integrity = "ok, every event applied" if refused == 0 else f"{refused} EVENTS REFUSED"
+    print(f"  integrity: {integrity}")
     print(f"  peak RSS: server {server_rss} MB, client {figures['client_peak_rss_mb']} MB")
     write_figures(out, figures)
 
@@ -191,9 +251,13 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
         bs, data_dir, first, count, models, start_at = sys.argv[2:8]
-        asyncio.run(client_process(bs, Path(data_dir), int(first), int(count), int(models), float(start_at)))
+        asyncio.run(
+            client_process(bs, Path(data_dir), int(first), int(count), int(models), float(start_at))
+        )
         return
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--commands", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "writes.json")

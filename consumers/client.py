@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from consumers.messages import PredictionRequest, PredictionResult
-from registry.domain.errors import CommandTimeout
-from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
-from registry.settings import Settings
+from registry.core.errors import CommandTimeout
+from registry.core.predictions import PredictionRequest, PredictionResult
+from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of, start_client
+from registry.infra.settings import Settings
 
 __all__ = ["PredictionClient", "PredictionTimeout"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import ClassVar
 
-from registry.domain.errors import RegistryError
+from registry.core.errors import RegistryError
 
 __all__ = [
     "CredentialUnavailable",

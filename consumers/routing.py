@@ -1,4 +1,4 @@
-"""Champion/challenger routing (DESIGN.md section 8, spec section 5).
+"""Champion/challenger routing (docs/design.md#predictions, spec section 5).
 
 A request names a model; when that model is the champion or the challenger of a running
 A/B test, the split decides which of the two serves it:
@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from hashlib import blake2b
 
-from consumers.messages import Variant
-from registry.domain.rules import ActiveABTest, ModelState
+from registry.core.predictions import Variant
+from registry.core.state import ActiveABTest, ModelState
 
 __all__ = ["BUCKETS", "ChampionChallengerRouter", "Route", "TestPair", "bucket_of"]
 

@@ -17,9 +17,8 @@ from projections.errors import (
     ProjectionUnavailable,
     RestoreRefused,
 )
-from projections.projector import Projector, ProjectorStats
+from projections.projector import Projector, ProjectorStats, RebuildResult, rebuild
 from projections.reader import ProjectionReader
-from projections.rebuild import RebuildResult, rebuild
 from projections.restore import restore_log
 from projections.schema import SCHEMA_VERSION, projection_path
 from projections.views import ABTestView, ModelView, SplitView, StatusChange, VersionView

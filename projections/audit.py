@@ -18,11 +18,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from projections.guard import high_watermarks
-from registry.codec import decode_event
-from registry.domain.errors import DecodeError
-from registry.domain.messages import EventBase, RegistryCleared
-from registry.kafka.clients import make_consumer, partitions_of, start_client
-from registry.settings import Settings
+from registry.core.codec import decode_event
+from registry.core.errors import DecodeError
+from registry.core.messages import EventBase, RegistryCleared
+from registry.infra.kafka.clients import make_consumer, partitions_of, start_client
+from registry.infra.settings import Settings
 
 __all__ = ["AuditEntry", "ReplayFilter", "dumps", "entry_from_row", "replay"]
 
@@ -42,7 +42,7 @@ class AuditEntry:
 
     @property
     def type(self) -> str:
-        return self.event.type if self.event is not None else "(unreadable)"  # type: ignore[attr-defined]
+        return self.event.type if self.event is not None else "(unreadable)"
 
     @property
     def model_id(self) -> str | None:

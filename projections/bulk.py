@@ -38,8 +38,8 @@ from projections.schema import (
     TABLES,
     writer_pragmas,
 )
-from projections.state import FoldState
 from projections.writer import INSERT_EVENTS, SET_META, batch_statements
+from registry.core.state import RegistryState
 
 __all__ = ["BulkWriter"]
 
@@ -168,8 +168,8 @@ class BulkWriter:
     async def last_stored(self, partition: int) -> tuple[int, bytes | None, str | None] | None:
         return None  # only asked for stored positions beyond 0, which a new file has not
 
-    async def load_state(self) -> FoldState:
-        return FoldState()
+    async def load_state(self) -> RegistryState:
+        return RegistryState()
 
     async def write(self, topic: str, rows: BatchRows, expected: dict[int, int]) -> None:
         """Hand the batch to the child; returns once at most ``depth`` batches are pending."""

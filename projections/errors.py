@@ -15,7 +15,7 @@ Each has a stable ``code``; messages say what to do next and never carry secret 
 
 from __future__ import annotations
 
-from registry.domain.errors import RegistryError
+from registry.core.errors import RegistryError
 
 __all__ = [
     "ProjectionError",

@@ -15,15 +15,11 @@ import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from projections.errors import ProjectionHistoryMismatch
-from registry.domain.errors import BrokerUnavailable
-from registry.settings import Settings
+from registry.core.errors import BrokerUnavailable
 
 __all__ = [
-    "cluster_id",
     "high_watermarks",
     "placeholder",
     "placeholder_digest",
@@ -54,22 +50,6 @@ def placeholder_digest(value: bytes | None) -> str | None:
     ):
         return str(obj["sha256"])
     return None
-
-
-async def cluster_id(settings: Settings) -> str | None:
-    """The cluster id the broker reports (``DescribeCluster`` / metadata)."""
-    admin = AIOKafkaAdminClient(**settings.client_kwargs(), request_timeout_ms=10000)
-    try:
-        await admin.start()
-        info = await admin.describe_cluster()
-    except KafkaError as exc:
-        raise BrokerUnavailable(
-            f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}"
-        ) from exc
-    finally:
-        await admin.close()
-    value = info.get("cluster_id")
-    return str(value) if value else None
 
 
 async def high_watermarks(
@@ -121,13 +101,15 @@ async def verify_stored_record(
                 )
             if not _same(record.value, value, digest):
                 raise ProjectionHistoryMismatch(
-                    f"{tp.topic}[{tp.partition}] offset {offset} holds a different record than the one "
+                    f"{tp.topic}[{tp.partition}] offset {offset} holds a different record than the "
+                    "one "
                     "projected there: the topic was recreated with another history"
                 )
             return
         if hw is not None and hw < next_offset:
             raise ProjectionHistoryMismatch(
-                f"the projection is at offset {next_offset} of {tp.topic}[{tp.partition}] but the log "
+                f"the projection is at offset {next_offset} of {tp.topic}[{tp.partition}] but the "
+                "log "
                 f"ends at {hw}: the broker lost data or the topic was recreated"
             )
     raise BrokerUnavailable(f"no fetch answer for {tp} within {timeout}s")

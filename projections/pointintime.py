@@ -1,4 +1,4 @@
-"""A model's state at a past moment, folded from its stored events with the domain's rules.
+"""A model's state at a past moment, folded from its stored events with the one fold.
 
 ``as_of`` is a time (events with ``occurred_at <= as_of``) or an offset in the model's own
 partition (events at offsets ``<= as_of``). Registry-wide events (``RegistryCleared``) count
@@ -12,10 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from projections.rows import iso
 from projections.views import ModelView
-from registry.codec import decode_event
-from registry.domain.rules import RegistryState
+from registry.core.codec import decode_fact
+from registry.core.state import RegistryState, iso
 
 __all__ = ["fold_as_of"]
 
@@ -47,7 +46,7 @@ def fold_as_of(
     position = (home, mine[0][1])
     for partition, offset, _, value in rows:
         before = state.models.get(model_id)
-        state.apply(decode_event(value))
+        state.apply(decode_fact(value))
         if state.models.get(model_id) is not before:
             position = (partition, offset)
     current = state.models.get(model_id)

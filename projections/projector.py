@@ -2,11 +2,17 @@
 
 On start it checks that the log is the history the file was built from (topic, cluster id,
 the last stored record; see ``guard``), reloads the in-memory fold from ``models`` and seeks
-to the stored positions; Kafka group offsets are committed only for lag dashboards.
+to the stored positions; Kafka group offsets are committed only for lag dashboards. It reads
+through the shared ``LogFollower``; a log shorter than a stored position is a history
+mismatch, never a silent jump.
 
-The loop overlaps work: while batch *k* is written (SQLite runs in aiosqlite's thread and
-releases the GIL), batch *k+1* is fetched and folded. A batch's write is awaited before the
-next one starts, so positions are committed in order.
+The loop overlaps work: while batch *k* is written (SQLite runs in aiosqlite's thread, or in
+the rebuild's writer process, and releases the GIL), batch *k+1* is fetched and folded. A
+batch's write is awaited before the next one starts, so positions are committed in order.
+
+``rebuild`` replays the log from offset 0 into a new file (a bulk projector: no journal,
+indexes built at the end) and swaps it in atomically (``projections.swap``); a projector
+opening a file of another schema version rebuilds it that way first.
 """
 
 from __future__ import annotations
@@ -20,22 +26,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from projections.bulk import BulkWriter
 from projections.errors import ProjectionHistoryMismatch, ProjectionReplaced
-from projections.guard import cluster_id, verify_stored_record
+from projections.guard import verify_stored_record
 from projections.rows import BatchRows, fold_batch
 from projections.schema import SCHEMA_VERSION, projection_path
-from projections.state import FoldState
+from projections.swap import remove_files, swap_in
 from projections.writer import ProjectionWriter
-from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
-from registry.kafka.dlq import send_to_dlq
-from registry.settings import Settings
+from registry.core.state import RegistryState
+from registry.infra.kafka.clients import make_producer, start_client
+from registry.infra.kafka.dlq import send_to_dlq
+from registry.infra.kafka.follower import LogFollower, LogShortened
+from registry.infra.kafka.topics import cluster_id
+from registry.infra.settings import Settings
 
-__all__ = ["Progress", "Projector", "ProjectorStats", "projection_path"]
+__all__ = [
+    "Progress",
+    "Projector",
+    "ProjectorStats",
+    "RebuildResult",
+    "projection_path",
+    "rebuild",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +66,7 @@ class ProjectorStats:
 
     events_applied: int = 0
     records: int = 0
-    careful: int = 0  # records the fast path left to the careful one (codec + domain evolve)
+    careful: int = 0  # records the fast check left to the careful path
     errors: int = 0
     dead_letters: int = 0
     batches: int = 0
@@ -77,7 +94,7 @@ class Projector:
         *,
         dlq: bool = True,
         bulk: bool = False,
-        max_records: int = 20000,
+        max_records: int | None = None,
         progress: Progress | None = None,
         commit_group_offsets: bool | None = None,
     ) -> None:
@@ -91,13 +108,12 @@ class Projector:
         )
         self._dlq = dlq
         self._bulk = bulk
-        self._max_records = max_records
+        self._max_records = max_records or settings.projector.max_records
         self._progress = progress
         self._group = (not bulk) if commit_group_offsets is None else commit_group_offsets
-        self._consumer: AIOKafkaConsumer | None = None
+        self._follower: LogFollower | None = None
         self._producer: AIOKafkaProducer | None = None
-        self._tps: list[TopicPartition] = []
-        self._state = FoldState()
+        self._state = RegistryState()
         self._committed: dict[int, int] = {}
         self._open = False
         self._last_group_commit = 0.0
@@ -124,14 +140,12 @@ class Projector:
                     version,
                     SCHEMA_VERSION,
                 )
-                from projections.rebuild import rebuild
-
                 await rebuild(self.settings, self.db_path)
                 await self.writer.open()
             await self._check_meta()
             self._state = await self.writer.load_state()
             self._committed = await self.writer.checkpoints(self.topic)
-            await self._start_consumer()
+            await self._start_follower()
             await self._seek_stored(verify=True)
         except BaseException:
             await self._close_clients()
@@ -148,40 +162,51 @@ class Projector:
         stored_cluster = await self.writer.meta("cluster_id")
         if stored_cluster is not None and current is not None and stored_cluster != current:
             raise ProjectionHistoryMismatch(
-                f"{self.db_path} was built from Kafka cluster {stored_cluster}, the broker now is cluster {current}"
+                f"{self.db_path} was built from Kafka cluster {stored_cluster}, "
+                f"the broker now is cluster {current}"
             )
         values = {"topic": self.topic}
         if current is not None:
             values["cluster_id"] = current
         await self.writer.set_meta(values)
 
-    async def _start_consumer(self) -> None:
-        group = {"group_id": self.settings.topic("registry.projector")} if self._group else {}
-        self._consumer = make_consumer(
+    async def _start_follower(self) -> None:
+        group: dict[str, Any] = {}
+        if self._group:
+            group["group_id"] = self.settings.topic("registry.projector")
+        follower = LogFollower(
             self.settings,
-            auto_offset_reset="none",  # never silently jump: a lost position is a history mismatch
+            [self.topic],
+            name="projector",
+            max_records=self._max_records,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
             **group,
         )
-        await start_client(self._consumer, self.settings)
-        self._tps = await partitions_of(self._consumer, self.topic)
-        self._consumer.assign(self._tps)
-        missing = set(self._committed) - {tp.partition for tp in self._tps}
+        await follower.start()
+        self._follower = follower
+        missing = set(self._committed) - {tp.partition for tp in follower.partitions}
         if missing:
             raise ProjectionHistoryMismatch(
                 f"{self.topic} has no partition {sorted(missing)} any more"
             )
 
+    def _require_follower(self) -> LogFollower:
+        if self._follower is None:
+            raise RuntimeError("the projector is not open")
+        return self._follower
+
     async def _seek_stored(self, verify: bool) -> None:
-        consumer = self._require_consumer()
-        for tp in self._tps:
+        follower = self._require_follower()
+        positions = {}
+        for tp in follower.partitions:
             position = self._committed.get(tp.partition, 0)
             if verify and position > 0:
                 stored = await self.writer.last_stored(tp.partition)
                 if stored is not None:
-                    await verify_stored_record(consumer, tp, stored, position)
-            consumer.seek(tp, position)
+                    await verify_stored_record(follower.consumer, tp, stored, position)
+            positions[tp] = position
+        await follower.seek(positions)
 
     async def close(self) -> None:
         """Stop the clients and close the file (positions are already committed)."""
@@ -193,11 +218,10 @@ class Projector:
                 gc.unfreeze()
 
     async def _close_clients(self) -> None:
-        consumer, self._consumer = self._consumer, None
+        follower, self._follower = self._follower, None
         producer, self._producer = self._producer, None
-        if consumer is not None:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+        if follower is not None:
+            await follower.stop()
         if producer is not None:
             with contextlib.suppress(Exception):
                 await producer.stop()
@@ -211,11 +235,6 @@ class Projector:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
-
-    def _require_consumer(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            raise RuntimeError("the projector is not open")
-        return self._consumer
 
     # ------------------------------------------------------------------ public loops
 
@@ -247,39 +266,36 @@ class Projector:
 
     async def _pump(self, stop: asyncio.Event | None) -> int:
         """Fetch, fold and write until caught up (``stop`` None) or until ``stop`` is set."""
+        follower = self._require_follower()
+        # Following the log: return to check ``stop`` regularly; catching up: wait for data.
+        poll_ms = 200 if stop is not None else 500
         done = 0
         try:
             while stop is None or not stop.is_set():
-                records = await self._fetch(stop)
+                try:
+                    batch = await follower.poll(poll_ms)
+                except LogShortened as exc:
+                    raise ProjectionHistoryMismatch(str(exc)) from exc
+                records = [r for tp in follower.partitions for r in batch.get(tp, ())]
                 if records:
                     done += await self._submit(fold_batch(self._state, records))
                     if self._bulk:
                         # The fold's state is large, long-lived and acyclic: spare it the
                         # collector's full passes (undone when the rebuild closes).
                         gc.freeze()
-                if await self._lag() == 0:
+                self.stats.lag = follower.stats.lag
+                self.stats.caught_up = follower.caught_up()
+                if self.stats.caught_up:
                     written = await self._drain()
                     if written < 0:
                         continue  # reloaded from the file: not caught up after all
                     done += written
-                    self._caught_up()
+                    self._on_caught_up()
                     if stop is None:
                         return done
         finally:
             done += max(0, await self._drain())
         return done
-
-    async def _fetch(self, stop: asyncio.Event | None) -> list[ConsumerRecord[bytes, bytes]]:
-        consumer = self._require_consumer()
-        try:
-            batch = await consumer.getmany(
-                *self._tps, timeout_ms=self._poll_ms(stop), max_records=self._max_records
-            )
-        except OffsetOutOfRangeError as exc:
-            raise ProjectionHistoryMismatch(
-                f"a stored position of {self.topic} is out of range ({exc})"
-            ) from exc
-        return [r for tp in self._tps for r in batch.get(tp, ())]
 
     async def _submit(self, rows: BatchRows) -> int:
         """Wait for the previous batch's write, then start this one's; returns records written."""
@@ -301,24 +317,7 @@ class Projector:
             await self._reload()
             return -1
 
-    def _poll_ms(self, stop: asyncio.Event | None) -> int:
-        # Following the log: return to check ``stop`` regularly; catching up: wait for data.
-        return 200 if stop is not None else 500
-
-    async def _lag(self) -> int | None:
-        consumer = self._require_consumer()
-        lag = 0
-        for tp in self._tps:
-            hw = consumer.highwater(tp)
-            if hw is None:
-                return None
-            lag += max(0, hw - await consumer.position(tp))
-        self.stats.lag = lag
-        self.stats.caught_up = lag == 0
-        return lag
-
-    def _caught_up(self) -> None:
-        self.stats.caught_up = True
+    def _on_caught_up(self) -> None:
         self.stats.last_progress_monotonic = time.monotonic()
         self.ready.set()
         if self._progress is not None:
@@ -367,18 +366,63 @@ class Projector:
 
     async def _commit_group_offsets(self) -> None:
         """Best effort, at most once a second: only dashboards read these."""
-        if (
-            not self._group
-            or time.monotonic() - self._last_group_commit < 1.0
-            or self._consumer is None
-        ):
+        follower = self._follower
+        if not self._group or follower is None:
+            return
+        if time.monotonic() - self._last_group_commit < 1.0:
             return
         self._last_group_commit = time.monotonic()
         offsets = {
-            tp: self._committed[tp.partition] for tp in self._tps if tp.partition in self._committed
+            tp: self._committed[tp.partition]
+            for tp in follower.partitions
+            if tp.partition in self._committed
         }
         if offsets:
             try:
-                await self._consumer.commit(offsets)
+                await follower.consumer.commit(offsets)
             except KafkaError as exc:
                 log.debug("group offset commit failed (dashboards only): %s", exc)
+
+
+# --------------------------------------------------------------------------- rebuild
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild did."""
+
+    records: int
+    events_applied: int
+    errors: int
+    seconds: float
+    path: Path
+    careful: int = 0  # records decoded by the careful path (the rest took the fast one)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+async def rebuild(
+    settings: Settings, db_path: Path, *, progress: Progress | None = None, max_records: int = 10000
+) -> RebuildResult:
+    """Rebuild the projection at ``db_path`` from offset 0 and swap it in atomically."""
+    started = time.perf_counter()
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db_path.with_name(db_path.name + ".rebuild")
+    remove_files(tmp)
+    try:
+        projector = Projector(
+            settings, tmp, bulk=True, dlq=False, progress=progress, max_records=max_records
+        )
+        async with projector:
+            records = await projector.catch_up()
+            await projector.writer.create_indexes()
+        await asyncio.to_thread(swap_in, tmp, db_path)
+    finally:
+        remove_files(tmp)
+    s = projector.stats
+    return RebuildResult(
+        records, s.events_applied, s.errors, time.perf_counter() - started, db_path, s.careful
+    )

@@ -34,8 +34,8 @@ from projections.views import (
     StatusChange,
     VersionView,
 )
-from registry.domain.messages import REGISTRY_KEY
-from registry.domain.types import Metrics, ModelConfig, ModelType, Provider, Status
+from registry.core.messages import REGISTRY_KEY
+from registry.core.types import Metrics, ModelConfig, ModelType, Provider, Status
 
 __all__ = ["ProjectionReader"]
 
@@ -155,7 +155,8 @@ class ProjectionReader:
         *,
         include_unregistered: bool = False,
     ) -> list[ModelView]:
-        """Models by id, filtered; unregistered ones only when asked (or ``status="unregistered"``)."""
+        """Models by id, filtered; unregistered ones only when asked (or with
+        ``status="unregistered"``)."""
         where, params = [], []
         for column, value in (("type", type), ("status", status), ("provider", provider)):
             if value is not None:
@@ -176,7 +177,8 @@ class ProjectionReader:
         """Every version the id has carried, oldest first."""
         rows = self._query(
             "SELECT model_id, version, released_status, config, metrics, released_at, released_by, "
-            "released_revision, partition, offset, superseded_at FROM model_versions WHERE model_id = ? "
+            "released_revision, partition, offset, superseded_at FROM model_versions WHERE "
+            "model_id = ? "
             "ORDER BY major, minor, patch, released_at",
             (model_id,),
         )
@@ -200,7 +202,8 @@ class ProjectionReader:
     async def status_history(self, model_id: str) -> list[StatusChange]:
         """Every status transition of the model, in log order."""
         rows = self._query(
-            "SELECT model_id, revision, from_status, to_status, changed_at, actor, reason, event_type, event_id, "
+            "SELECT model_id, revision, from_status, to_status, changed_at, actor, reason, "
+            "event_type, event_id, "
             "partition, offset FROM status_history WHERE model_id = ? ORDER BY partition, offset",
             (model_id,),
         )
@@ -233,7 +236,8 @@ class ProjectionReader:
             where.append("status = ?")
             params.append("running" if running else "stopped")
         sql = (
-            "SELECT test_id, challenger_model_id, champion_model_id, routing, traffic_percentage, split_version, "
+            "SELECT test_id, challenger_model_id, champion_model_id, routing, traffic_percentage, "
+            "split_version, "
             "status, started_at, started_by, stopped_at, stopped_by, stop_reason FROM ab_tests"
         )
         if where:
@@ -244,7 +248,8 @@ class ProjectionReader:
             splits = tuple(
                 SplitView(s[0], s[1], s[2], datetime.fromisoformat(s[3]), s[4], s[5])
                 for s in self._query(
-                    "SELECT split_version, traffic_percentage, previous_percentage, changed_at, actor, offset "
+                    "SELECT split_version, traffic_percentage, previous_percentage, changed_at, "
+                    "actor, offset "
                     "FROM ab_test_splits WHERE test_id = ? ORDER BY split_version",
                     (t[0],),
                 )
@@ -282,7 +287,8 @@ class ProjectionReader:
         """The rows of ``projection_errors`` (what was refused, and why)."""
         conn = self._connection()
         cur = conn.execute(
-            "SELECT partition, offset, kind, reason, model_id, event_type, revision FROM projection_errors "
+            "SELECT partition, offset, kind, reason, model_id, event_type, revision FROM "
+            "projection_errors "
             "ORDER BY partition, offset"
         )
         names = [d[0] for d in cur.description]

@@ -24,8 +24,8 @@ from aiokafka import AIOKafkaProducer
 
 from projections.errors import ProjectionUnavailable, RestoreRefused
 from projections.guard import high_watermarks, placeholder
-from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
-from registry.settings import Settings
+from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of, start_client
+from registry.infra.settings import Settings
 
 __all__ = ["restore_log"]
 
@@ -34,7 +34,8 @@ _STORED = """
 SELECT partition, offset, key, headers, timestamp_ms, value, NULL, 0, 0 FROM events
  WHERE partition > ? OR (partition = ? AND offset > ?)
 UNION ALL
-SELECT partition, offset, key, headers, timestamp_ms, NULL, value_sha256, value_size, 1 FROM projection_errors
+SELECT partition, offset, key, headers, timestamp_ms, NULL, value_sha256, value_size, 1
+  FROM projection_errors
  WHERE kind = 'undecodable' AND (partition > ? OR (partition = ? AND offset > ?))
 ORDER BY 1, 2 LIMIT ?
 """
@@ -59,7 +60,8 @@ SELECT partition, offset FROM projection_errors WHERE kind = 'undecodable'
 """
 _FIRST_GAP = f"""
 SELECT partition, prev, offset FROM (
-  SELECT partition, offset, lag(offset) OVER (PARTITION BY partition ORDER BY offset) AS prev FROM ({_UNION})
+  SELECT partition, offset, lag(offset) OVER (PARTITION BY partition ORDER BY offset) AS prev
+    FROM ({_UNION})
 ) WHERE offset != coalesce(prev + 1, 0) ORDER BY partition, offset LIMIT 1
 """
 
@@ -92,8 +94,10 @@ def _check_stored(conn: sqlite3.Connection, topic: str, db_path: Path) -> tuple[
     if gap is not None:
         partition, prev, offset = gap
         raise RestoreRefused(
-            f"the stored log of partition {partition} jumps from offset {-1 if prev is None else prev} "
-            f"to {offset}; a producer cannot reproduce gaps, so the offsets would not match. Rebuild instead."
+            f"the stored log of partition {partition} jumps from offset "
+            f"{-1 if prev is None else prev} "
+            f"to {offset}; a producer cannot reproduce gaps, so the offsets would not match. "
+            "Rebuild instead."
         )
     count, top = conn.execute(f"SELECT count(*), max(partition) FROM ({_UNION})").fetchone()
     return int(count), int(top or 0)
@@ -139,7 +143,8 @@ async def _produce(producer: AIOKafkaProducer, topic: str, chunk: list[Stored]) 
         meta = await future
         if meta.offset != offset:
             raise RestoreRefused(
-                f"a restored record landed at offset {meta.offset} of partition {meta.partition} instead "
+                f"a restored record landed at offset {meta.offset} of partition {meta.partition} "
+                "instead "
                 f"of {offset}; the topic was written to during the restore. Rebuild the projection."
             )
 

@@ -1,17 +1,11 @@
 """Folding a batch of ``registry.events`` records into the rows of one transaction.
 
-Pure (no I/O): ``fold_batch(state, records)`` applies each readable event to the in-memory
-``FoldState`` and derives the table rows from the difference between a model's state before
-and after the event. The projection is therefore a function of the log alone: any batching
-of the same records yields the same tables.
-
-Each record takes one of two paths to the same result:
-- fast (``projections.fastpath``): ``orjson`` parses it and a strict check of the wire
-  shapes accepts it; its effect is computed on plain values;
-- careful: anything the fast path is not sure of (an old ``schema_version``, a coercion
-  pydantic would make, a doubtful value, garbage) is decoded by ``registry.codec`` and
-  applied with the domain's own ``evolve``; unreadable records are reported from here.
-``fold_batch(..., fast=False)`` takes the careful path for every record (the tests compare).
+Pure (no I/O): ``fold_batch(state, records)`` folds the records into the in-memory
+``RegistryState`` with ``registry.core.replay.fold_records`` (the fold every reader shares)
+and derives the table rows from what each event changed, (before, after) per model. The
+projection is therefore a function of the log alone: any batching of the same records
+yields the same tables. ``fold_batch(..., fast=False)`` decodes every record through the
+pydantic models instead of the strict fast check (the tests compare the two).
 
 Invariants:
 - an event whose revision is not its model's next is *not* folded in; it is kept in
@@ -28,54 +22,14 @@ import gc
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from projections.fastpath import Fact, decode, evolve, evolve_clear
-from projections.fastpath import set_field as _set
-from projections.state import Folded, FoldState, dumps, iso, iso_text
-from registry.codec import decode_event
-from registry.domain.errors import DecodeError
-from registry.domain.messages import (
-    ABTestStopped,
-    EventBase,
-    ModelStatusChanged,
-    ModelUnregistered,
-    RegistryCleared,
-)
-from registry.domain.rules import ModelState, RegistryState, RevisionGap
-from registry.domain.rules import evolve as domain_evolve
-from registry.domain.types import ModelConfig
+from registry.core.replay import RecordLike, Unfolded, fold_records
+from registry.core.state import Change, Fact, ModelState, RegistryState, dumps, iso_text
 
-__all__ = [
-    "BatchRows",
-    "RecordLike",
-    "config_json",
-    "fold_batch",
-    "folded_row",
-    "headers_json",
-    "iso",
-    "model_row",
-]
-
-
-class RecordLike(Protocol):
-    """The parts of a Kafka record the projection reads (aiokafka's ``ConsumerRecord``)."""
-
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
-
+__all__ = ["BatchRows", "fold_batch", "headers_json", "model_row"]
 
 _HEADERS_CACHE: dict[tuple[tuple[str, bytes], ...], str] = {}
 
@@ -91,23 +45,19 @@ def headers_json(headers: Sequence[tuple[str, bytes]] | None) -> str:
     return text
 
 
-def config_json(config: ModelConfig) -> str:
-    """The wire form of a config. Only references can be in it: ``ModelConfig`` refuses secrets."""
-    return dumps(config.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-
 def _release(version: str) -> tuple[int, int, int]:
     """(major, minor, patch) of a version that was validated already."""
     major, minor, patch = version.split("+", 1)[0].split("-", 1)[0].split(".")
     return int(major), int(minor), int(patch)
 
 
-def folded_row(state: Folded, partition: int, offset: int) -> tuple[Any, ...]:
+_NO_AB = (None, None, None, None, None, None)
+
+
+def model_row(state: ModelState, partition: int, offset: int) -> tuple[Any, ...]:
     """The ``models`` row of a state, in column order."""
-    c, ab = state.config, state.ab
+    c = state.wire
     trained = c.get("lastTrained")
-    if ab is None:
-        ab = (None, None, None, None, None, None)  # type: ignore[assignment]
     return (
         c["id"],
         c["name"],
@@ -123,15 +73,10 @@ def folded_row(state: Folded, partition: int, offset: int) -> tuple[Any, ...]:
         state.revision,
         state.registered_at,
         state.updated_at,
-        *ab,  # type: ignore[misc]
+        *(state.ab_test or _NO_AB),
         partition,
         offset,
     )
-
-
-def model_row(state: ModelState, partition: int, offset: int) -> tuple[Any, ...]:
-    """The ``models`` row of a domain state (point-in-time answers use it)."""
-    return folded_row(Folded.from_domain(state), partition, offset)
 
 
 @dataclass(slots=True)
@@ -146,7 +91,7 @@ class BatchRows:
     ab_started: list[tuple[Any, ...]] = field(default_factory=list)
     ab_splits: list[tuple[Any, ...]] = field(default_factory=list)
     ab_updates: list[tuple[Any, ...]] = field(default_factory=list)
-    models: dict[str, tuple[Folded, int, int]] = field(default_factory=dict)
+    models: dict[str, tuple[ModelState, int, int]] = field(default_factory=dict)
     errors: list[tuple[Any, ...]] = field(default_factory=list)
     dead_letters: list[tuple[Any, str]] = field(default_factory=list)
     positions: dict[int, int] = field(default_factory=dict)
@@ -157,7 +102,7 @@ class BatchRows:
 
     def model_rows(self) -> list[tuple[Any, ...]]:
         """The ``models`` upserts, one per touched model."""
-        return [folded_row(s, p, o) for s, p, o in self.models.values()]
+        return [model_row(s, p, o) for s, p, o in self.models.values()]
 
     def version_metric_rows(self) -> list[tuple[str | None, str, str]]:
         return [
@@ -165,198 +110,58 @@ class BatchRows:
             for (mid, ver), m in self.version_metrics.items()
         ]
 
+    # ------------------------------------------------------------ the fold's callbacks
+
+    def applied_event(self, record: RecordLike, fact: Fact, changes: list[Change]) -> None:
+        """An event folded in: its audit row, and the rows of what it changed."""
+        self.events.append(_event_row(fact, record, 1))
+        if fact.type == "RegistryCleared":
+            self.registry_revision = fact.revision
+        for before, after in changes:
+            _diff(before, after, fact, record, self)
+
+    def unfolded(self, bad: Unfolded) -> None:
+        """The projection's bad-record policy: ``projection_errors``, and the DLQ."""
+        record = bad.record
+        value = record.value
+        if bad.kind == "revision_gap" and bad.fact is not None:
+            f = bad.fact
+            self.events.append(_event_row(f, record, 0))
+            self.errors.append(
+                _error_row(record, "revision_gap", bad.reason, f.model_id, f.type, f.id, f.revision)
+            )
+            return
+        error = _error_row(record, "undecodable", bad.reason, None, None, bad.message_id, None)
+        self.errors.append(error)
+        self.dead_letters.append((record, bad.reason))
+        if value is not None:  # the digest, never the bytes: a stray record may hold anything
+            self.errors[-1] = (*error[:11], hashlib.sha256(value).hexdigest(), len(value))
+
 
 def fold_batch(
-    state: FoldState | RegistryState, records: Iterable[RecordLike], *, fast: bool = True
+    state: RegistryState, records: Iterable[RecordLike], *, fast: bool = True
 ) -> BatchRows:
-    """Apply ``records`` (in log order) to ``state`` and return the rows to write.
-
-    A domain ``RegistryState`` is accepted for convenience (tools, tests) and is *not*
-    updated: fold into a ``FoldState`` to carry state from batch to batch.
-    """
-    if isinstance(state, RegistryState):
-        state = FoldState.from_domain(state)
+    """Apply ``records`` (in log order) to ``state`` and return the rows to write."""
+    rows = BatchRows()
+    records = records if isinstance(records, list) else list(records)
     # The fold allocates many short-lived objects and no reference cycles: the cyclic
     # collector would only rescan the (large, long-lived) state over and over meanwhile.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _fold(state, records, fast)
+        counts = fold_records(
+            records, state, on_bad=rows.unfolded, on_applied=rows.applied_event, fast=fast
+        )
     finally:
         if enabled:
             gc.enable()
-
-
-_new_folded = tuple.__new__
-_METRICS = "ModelMetricsRecorded"
-_STATUS = "ModelStatusChanged"
-_LANES = (_METRICS, _STATUS)
-
-
-def _fold(  # noqa: C901 - the per-record loop, kept in one frame for speed
-    state: FoldState, records: Iterable[RecordLike], fast: bool
-) -> BatchRows:
-    rows = BatchRows()
-    models = state.models
     positions = rows.positions
-    add_event = rows.events.append
-    headers_cache = _HEADERS_CACHE
-    records = records if isinstance(records, list) else list(records)
     for record in records:
         positions[record.partition] = record.offset + 1
-        value = record.value
-        fact = decode(value) if fast and value else None
-        if fact is None:
-            _careful(state, record, rows)
-            continue
-        mid = fact[2]
-        if fact[1] == "RegistryCleared":
-            try:
-                cleared = evolve_clear(models, state.registry_revision, fact)
-            except RevisionGap as gap:
-                _gap(rows, fact, record, gap)
-                continue
-            _cleared(state, cleared, fact, record, rows)
-            continue
-        before = models.get(mid)
-        kind = fact[1]
-        if (kind in _LANES) and before is not None and (fact[3] == before.revision + 1):
-            # The two commonest events, evolved and diffed inline: ``evolve`` and ``_diff``
-            # restricted to what they can change (the tests hold both ways to the domain's).
-            config = before.config
-            data = fact[10]
-            cid = config["id"]
-            if kind == _METRICS:
-                b_metrics = config.get("metrics")
-                if b_metrics is None:
-                    config = _set(config, "metrics", data)
-                else:
-                    config = config.copy()
-                    config["metrics"] = data
-                if data is not b_metrics and data != b_metrics:
-                    rows.version_metrics[(cid, config["version"])] = data
-            else:
-                b_status = config["status"]
-                config = config.copy()
-                config["status"] = data
-                if data != b_status:
-                    rows.status_history.append(
-                        (
-                            cid,
-                            fact[3],
-                            b_status,
-                            data,
-                            fact[5],
-                            fact[4],
-                            fact[9],
-                            kind,
-                            fact[0],
-                            record.partition,
-                            record.offset,
-                        )
-                    )
-            after = _new_folded(Folded, (config, fact[3], before[2], fact[5], before[4]))
-            rows.models[cid] = (after, record.partition, record.offset)
-            diffed = True
-        else:
-            try:
-                after = evolve(before, fact)
-            except RevisionGap as gap:
-                _gap(rows, fact, record, gap)
-                continue
-            diffed = False
-        models[mid] = after
-        headers = record.headers
-        headers_text = headers_cache.get(headers) if type(headers) is tuple else None
-        if headers_text is None:
-            headers_text = headers_json(headers)
-        add_event(
-            (
-                record.partition,
-                record.offset,
-                *fact[
-                    :9
-                ],  # id, type, model_id, revision, actor, at, correlation, causation, schema
-                1,
-                record.timestamp,
-                record.key,
-                headers_text,
-                value.decode("utf-8"),  # type: ignore[union-attr]
-            )
-        )
-        if not diffed:
-            _diff(before, after, fact, record, rows)
     rows.records = len(records)
-    rows.applied = len(rows.events) - sum(1 for e in rows.errors if e[2] == "revision_gap")
+    rows.applied = counts.applied
+    rows.careful = counts.careful
     return rows
-
-
-# --------------------------------------------------------------------------- careful path
-
-
-def _reason(event: EventBase) -> str | None:
-    if isinstance(event, ModelStatusChanged | ModelUnregistered | RegistryCleared | ABTestStopped):
-        return event.payload.reason
-    return None
-
-
-def _fact_of(event: EventBase) -> Fact:
-    """The envelope of a decoded event (its effect comes from the domain's ``evolve``)."""
-    return Fact(
-        event.id,
-        event.type,  # type: ignore[attr-defined]
-        event.model_id,
-        event.revision,
-        event.actor,
-        iso(event.occurred_at) or "",
-        event.correlation_id,
-        event.causation_id,
-        event.schema_version,
-        _reason(event),
-        None,
-    )
-
-
-def _careful(state: FoldState, record: RecordLike, rows: BatchRows) -> None:
-    """Decode with ``registry.codec`` and apply with the domain's rules."""
-    rows.careful += 1
-    try:
-        event = decode_event(record.value)
-    except DecodeError as exc:
-        _undecodable(rows, record, exc)
-        return
-    except Exception as exc:  # noqa: BLE001 - a reader's bug must not stop the projection
-        _undecodable(rows, record, DecodeError(f"unreadable ({type(exc).__name__}: {exc})"))
-        return
-    fact = _fact_of(event)
-    if isinstance(event, RegistryCleared):
-        live = {mid: s.domain() for mid, s in state.models.items() if s.live}
-        registry = RegistryState(live, state.registry_revision)
-        try:
-            registry.apply(event)
-        except RevisionGap as gap:
-            _gap(rows, fact, record, gap)
-            return
-        _cleared(
-            state,
-            {mid: Folded.from_domain(s) for mid, s in registry.models.items()},
-            fact,
-            record,
-            rows,
-        )
-        return
-    before = state.models.get(event.model_id)
-    try:
-        new = domain_evolve(None if before is None else before.domain(), event)
-    except RevisionGap as gap:
-        _gap(rows, fact, record, gap)
-        return
-    if new is None:  # pragma: no cover - evolve always returns a state
-        return
-    after = Folded.from_domain(new)
-    state.models[event.model_id] = after
-    rows.events.append(_event_row(fact, record, 1))
-    _diff(before, after, fact, record, rows)
 
 
 # --------------------------------------------------------------------------- rows
@@ -367,15 +172,7 @@ def _event_row(f: Fact, record: RecordLike, applied: int) -> tuple[Any, ...]:
     return (
         record.partition,
         record.offset,
-        f.id,
-        f.type,
-        f.model_id,
-        f.revision,
-        f.actor,
-        f.at,
-        f.correlation_id,
-        f.causation_id,
-        f.schema_version,
+        *f[:9],  # id, type, model_id, revision, actor, at, correlation, causation, schema
         applied,
         record.timestamp,
         record.key,
@@ -384,82 +181,52 @@ def _event_row(f: Fact, record: RecordLike, applied: int) -> tuple[Any, ...]:
     )
 
 
-def _undecodable(rows: BatchRows, record: RecordLike, exc: DecodeError) -> None:
-    value = record.value or b""
-    rows.errors.append(
-        (
-            record.partition,
-            record.offset,
-            "undecodable",
-            exc.reason,
-            None,
-            None,
-            exc.message_id,
-            None,
-            record.timestamp,
-            record.key,
-            headers_json(record.headers),
-            hashlib.sha256(value).hexdigest() if record.value is not None else None,
-            len(value),
-        )
+def _error_row(
+    record: RecordLike,
+    kind: str,
+    reason: str,
+    model_id: str | None,
+    event_type: str | None,
+    event_id: str | None,
+    revision: int | None,
+) -> tuple[Any, ...]:
+    return (
+        record.partition,
+        record.offset,
+        kind,
+        reason,
+        model_id,
+        event_type,
+        event_id,
+        revision,
+        record.timestamp,
+        record.key,
+        headers_json(record.headers),
+        None,
+        len(record.value or b""),
     )
-    rows.dead_letters.append((record, exc.reason))
-
-
-def _gap(rows: BatchRows, f: Fact, record: RecordLike, gap: RevisionGap) -> None:
-    rows.events.append(_event_row(f, record, 0))
-    rows.errors.append(
-        (
-            record.partition,
-            record.offset,
-            "revision_gap",
-            f"{gap}; not applied",
-            f.model_id,
-            f.type,
-            f.id,
-            f.revision,
-            record.timestamp,
-            record.key,
-            headers_json(record.headers),
-            None,
-            len(record.value or b""),
-        )
-    )
-
-
-def _cleared(
-    state: FoldState, cleared: dict[str, Folded], f: Fact, record: RecordLike, rows: BatchRows
-) -> None:
-    """``RegistryCleared`` applied: ``cleared`` holds the new states of the live models."""
-    before = {mid: state.models[mid] for mid in cleared}
-    state.models.update(cleared)
-    state.registry_revision = f.revision
-    rows.events.append(_event_row(f, record, 1))
-    rows.registry_revision = f.revision
-    for mid in sorted(cleared):
-        _diff(before[mid], cleared[mid], f, record, rows)
 
 
 def _diff(  # noqa: C901 - one comparison per table
-    before: Folded | None, after: Folded, f: Fact, record: RecordLike, rows: BatchRows
+    before: ModelState | None, after: ModelState, f: Fact, record: RecordLike, rows: BatchRows
 ) -> None:
     """Derive history rows from what the event changed in one model."""
     p, o = record.partition, record.offset
-    config = after.config
+    config = after.wire
     mid, status, version = config["id"], config["status"], config["version"]
-    at = f[5]
+    at, actor, kind = f.at, f.actor, f.type
     rows.models[mid] = (after, p, o)
     if before is None:
         b_config = None
         b_status = b_version = old = None
     else:
-        b_config = before.config
-        b_status, b_version, old = b_config["status"], b_config["version"], before.ab
+        b_config = before.wire
+        b_status, b_version, old = b_config["status"], b_config["version"], before.ab_test
     if b_status != status:
         rows.status_history.append(
-            (mid, after.revision, b_status, status, at, f[4], f[9], f[1], f[0], p, o)
+            (mid, after.revision, b_status, status, at, actor, f.reason, kind, f.id, p, o)
         )
-    if b_version != version or f[1] == "ModelRegistered":
+    if b_version != version or kind == "ModelRegistered":
         if b_config is not None and b_version != version:
             rows.superseded.append((at, mid, b_version))  # type: ignore[arg-type]
         major, minor, patch = _release(version)
@@ -474,7 +241,7 @@ def _diff(  # noqa: C901 - one comparison per table
                 after.config_text(),
                 after.metrics_text(),
                 at,
-                f[4],
+                actor,
                 after.revision,
                 p,
                 o,
@@ -485,18 +252,64 @@ def _diff(  # noqa: C901 - one comparison per table
         metrics, b_metrics = config.get("metrics"), b_config.get("metrics")
         if metrics is not b_metrics and metrics != b_metrics:
             rows.version_metrics[(mid, version)] = metrics
-    new = after.ab
+    new = after.ab_test
     if old is new:
         return
-    actor = f[4]
-    if old is not None and (new is None or new[0] != old[0]):
-        reason = f[9] if f[1] == "ABTestStopped" else f"ended by {f[1]}"
-        rows.ab_updates.append(("stopped", at, actor, reason, o, old[2], old[4], old[0]))
-    if new is not None and (old is None or new[0] != old[0]):
-        rows.ab_started.append(
-            (new[0], mid, new[1], new[3], new[2], new[4], "running", new[5], actor, o, p)
+    if old is not None and (new is None or new.test_id != old.test_id):
+        reason = f.reason if kind == "ABTestStopped" else f"ended by {kind}"
+        rows.ab_updates.append(
+            (
+                "stopped",
+                at,
+                actor,
+                reason,
+                o,
+                old.traffic_percentage,
+                old.split_version,
+                old.test_id,
+            )
         )
-        rows.ab_splits.append((new[0], new[4], new[2], None, at, actor, p, o))
-    elif new is not None and old is not None and new[4] != old[4]:
-        rows.ab_splits.append((new[0], new[4], new[2], old[2], at, actor, p, o))
-        rows.ab_updates.append(("running", None, None, None, None, new[2], new[4], new[0]))
+    if new is not None and (old is None or new.test_id != old.test_id):
+        rows.ab_started.append(
+            (
+                new.test_id,
+                mid,
+                new.champion_model_id,
+                new.routing,
+                new.traffic_percentage,
+                new.split_version,
+                "running",
+                new.started_at,
+                actor,
+                o,
+                p,
+            )
+        )
+        rows.ab_splits.append(
+            (new.test_id, new.split_version, new.traffic_percentage, None, at, actor, p, o)
+        )
+    elif new is not None and old is not None and new.split_version != old.split_version:
+        rows.ab_splits.append(
+            (
+                new.test_id,
+                new.split_version,
+                new.traffic_percentage,
+                old.traffic_percentage,
+                at,
+                actor,
+                p,
+                o,
+            )
+        )
+        rows.ab_updates.append(
+            (
+                "running",
+                None,
+                None,
+                None,
+                None,
+                new.traffic_percentage,
+                new.split_version,
+                new.test_id,
+            )
+        )

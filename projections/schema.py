@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.settings import Settings
+from registry.infra.settings import Settings
 
 __all__ = [
     "INDEXES",
@@ -175,9 +175,11 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS models_status ON models(status, provider)",
     "CREATE INDEX IF NOT EXISTS models_provider_status ON models(provider, status)",
     "CREATE INDEX IF NOT EXISTS models_updated_at ON models(updated_at)",
-    "CREATE INDEX IF NOT EXISTS models_champion ON models(champion_model_id) WHERE champion_model_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS models_champion ON models(champion_model_id) WHERE "
+    "champion_model_id IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS model_versions_released_at ON model_versions(released_at)",
-    "CREATE INDEX IF NOT EXISTS status_history_model ON status_history(model_id, partition, offset)",
+    "CREATE INDEX IF NOT EXISTS status_history_model ON status_history(model_id, partition, "
+    "offset)",
     "CREATE INDEX IF NOT EXISTS status_history_changed_at ON status_history(changed_at)",
     "CREATE INDEX IF NOT EXISTS status_history_to ON status_history(to_status, changed_at)",
     "CREATE INDEX IF NOT EXISTS ab_tests_champion ON ab_tests(champion_model_id)",
@@ -187,7 +189,8 @@ INDEXES: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS events_type ON events(type, occurred_at)",
     "CREATE INDEX IF NOT EXISTS events_actor ON events(actor, occurred_at)",
     "CREATE INDEX IF NOT EXISTS events_occurred_at ON events(occurred_at)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS projection_errors_position ON projection_errors(partition, offset)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS projection_errors_position ON projection_errors(partition, "
+    "offset)",
 )
 
 # The indexes a bulk load keeps up to date while it inserts (the rest are built at the end):

@@ -11,14 +11,16 @@ from datetime import datetime
 from typing import Any
 
 from projections.rows import model_row
-from registry.domain.rules import ModelState
-from registry.domain.types import Metrics, ModelConfig, ModelType, Provider, Status
+from registry.core.state import ModelState
+from registry.core.types import Metrics, ModelConfig, ModelType, Provider, Status
 
 __all__ = ["MODEL_COLUMNS", "ABTestView", "ModelView", "SplitView", "StatusChange", "VersionView"]
 
 MODEL_COLUMNS = (
-    "model_id, name, version, type, provider, status, description, endpoint, last_trained, config, metrics, "
-    "revision, registered_at, updated_at, ab_test_id, champion_model_id, traffic_percentage, ab_routing, "
+    "model_id, name, version, type, provider, status, description, endpoint, last_trained, config, "
+    "metrics, "
+    "revision, registered_at, updated_at, ab_test_id, champion_model_id, traffic_percentage, "
+    "ab_routing, "
     "split_version, ab_started_at, last_partition, last_offset"
 )
 
@@ -57,7 +59,10 @@ class ModelView:
         return hash(self._row)
 
     def __repr__(self) -> str:
-        return f"ModelView({self.model_id!r}, version={self.version!r}, status={self.status.value!r}, revision={self.revision})"
+        return (
+            f"ModelView({self.model_id!r}, version={self.version!r}, "
+            f"status={self.status.value!r}, revision={self.revision})"
+        )
 
     @property
     def config(self) -> ModelConfig:
@@ -139,7 +144,10 @@ class VersionView:
 
     def __str__(self) -> str:
         end = f", superseded {self.superseded_at.isoformat()}" if self.superseded_at else ""
-        return f"{self.model_id} {self.version} released {self.released_at.isoformat()} as {self.released_status} by {self.released_by}{end}"
+        return (
+            f"{self.model_id} {self.version} released {self.released_at.isoformat()} "
+            f"as {self.released_status} by {self.released_by}{end}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +169,10 @@ class StatusChange:
     def __str__(self) -> str:
         start = self.from_status.value if self.from_status else "(new)"
         why = f": {self.reason}" if self.reason else ""
-        return f"{self.changed_at.isoformat()} {start} -> {self.to_status.value} by {self.actor} (rev {self.revision}){why}"
+        return (
+            f"{self.changed_at.isoformat()} {start} -> {self.to_status.value} by {self.actor} "
+            f"(rev {self.revision}){why}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,14 +22,15 @@ from projections.schema import (
     TABLES,
     writer_pragmas,
 )
-from projections.state import Folded, FoldState, loads
+from registry.core.state import ActiveABTest, ModelState, RegistryState, loads
 
 __all__ = ["INSERT_EVENTS", "SET_META", "ProjectionWriter", "batch_statements"]
 
 INSERT_EVENTS = "INSERT INTO events VALUES (" + ",".join("?" * 16) + ")"
 _INSERT_HISTORY = "INSERT INTO status_history VALUES (" + ",".join("?" * 11) + ")"
 _UPSERT_VERSION = (
-    "INSERT INTO model_versions (model_id, version, major, minor, patch, released_status, config, metrics, "
+    "INSERT INTO model_versions (model_id, version, major, minor, patch, released_status, config, "
+    "metrics, "
     "released_at, released_by, released_revision, partition, offset) VALUES ("
     + ",".join("?" * 13)
     + ") "
@@ -40,14 +41,16 @@ _UPSERT_VERSION = (
 _UPDATE_VERSION_METRICS = "UPDATE model_versions SET metrics = ? WHERE model_id = ? AND version = ?"
 _SUPERSEDE = "UPDATE model_versions SET superseded_at = ? WHERE model_id = ? AND version = ?"
 _INSERT_AB = (
-    "INSERT INTO ab_tests (test_id, challenger_model_id, champion_model_id, routing, traffic_percentage, "
+    "INSERT INTO ab_tests (test_id, challenger_model_id, champion_model_id, routing, "
+    "traffic_percentage, "
     "split_version, status, started_at, started_by, started_offset, partition) VALUES ("
     + ",".join("?" * 11)
     + ")"
 )
 _INSERT_SPLIT = "INSERT INTO ab_test_splits VALUES (" + ",".join("?" * 8) + ")"
 _UPDATE_AB = (
-    "UPDATE ab_tests SET status = ?, stopped_at = ?, stopped_by = ?, stop_reason = ?, stopped_offset = ?, "
+    "UPDATE ab_tests SET status = ?, stopped_at = ?, stopped_by = ?, stop_reason = ?, "
+    "stopped_offset = ?, "
     "traffic_percentage = ?, split_version = ? WHERE test_id = ?"
 )
 _UPSERT_MODEL = "INSERT OR REPLACE INTO models VALUES (" + ",".join("?" * 22) + ")"
@@ -140,14 +143,16 @@ class ProjectionWriter:
             return {int(p): int(o) async for p, o in cur}
 
     async def last_stored(self, partition: int) -> tuple[int, bytes | None, str | None] | None:
-        """The last record stored for ``partition``: (offset, value bytes, or digest when unreadable)."""
+        """The last record stored for ``partition``: (offset, value bytes), or (offset, None,
+        digest) when it was unreadable."""
         async with self.db.execute(
             "SELECT offset, value FROM events WHERE partition = ? ORDER BY offset DESC LIMIT 1",
             (partition,),
         ) as cur:
             ev = await cur.fetchone()
         async with self.db.execute(
-            "SELECT offset, value_sha256 FROM projection_errors WHERE partition = ? AND kind = 'undecodable' "
+            "SELECT offset, value_sha256 FROM projection_errors WHERE partition = ? AND kind = "
+            "'undecodable' "
             "ORDER BY offset DESC LIMIT 1",
             (partition,),
         ) as cur:
@@ -158,12 +163,12 @@ class ProjectionWriter:
             return int(ev[0]), str(ev[1]).encode(), None
         return None
 
-    async def load_state(self) -> FoldState:
+    async def load_state(self) -> RegistryState:
         """The in-memory fold, reloaded from ``models`` (done once at start, never per batch).
 
         The rows hold exactly what the fold held: the config's wire JSON, the revision and
         the times as text, so nothing is validated again."""
-        state = FoldState()
+        state = RegistryState()
         models = state.models
         async with self.db.execute(
             "SELECT model_id, config, revision, registered_at, updated_at, ab_test_id, "
@@ -173,9 +178,11 @@ class ProjectionWriter:
             for row in await cur.fetchall():
                 mid, cfg, rev, reg_at, upd_at, test_id, champ, pct, routing, split, ab_at = row
                 ab = (
-                    None if test_id is None else (test_id, champ, float(pct), routing, split, ab_at)
+                    None
+                    if test_id is None
+                    else ActiveABTest(test_id, champ, float(pct), routing, split, ab_at)
                 )
-                models[mid] = Folded(loads(cfg), rev, reg_at, upd_at, ab)
+                models[mid] = ModelState(loads(cfg), rev, reg_at, upd_at, ab)
         state.registry_revision = int(await self.meta(REGISTRY_REVISION_KEY) or 0)
         return state
 
@@ -192,7 +199,8 @@ class ProjectionWriter:
             stored = await self.checkpoints(topic)
             if any(stored.get(p, 0) != expected.get(p, 0) for p in set(stored) | set(expected)):
                 raise ProjectionReplaced(
-                    f"projection {self.path} positions are {stored}, this projector expected {expected}"
+                    f"projection {self.path} positions are {stored}, this projector expected "
+                    f"{expected}"
                 )
             for sql, params in batch_statements(topic, rows):
                 if sql == INSERT_EVENTS:

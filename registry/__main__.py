@@ -1,3 +1,5 @@
-from registry.cli import main
+"""``python -m registry``: the ``model-registry`` command line."""
+
+from registry.app.cli.main import main
 
 main()

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from registry.kafka.broker import EmbeddedBroker
-from registry.kafka.topics import ensure_topics
-from registry.settings import Settings
+from registry.infra.kafka.broker import EmbeddedBroker
+from registry.infra.kafka.topics import ensure_topics
+from registry.infra.settings import DeciderSettings, Settings
 
 # Timing health checks are meaningless on a loaded 2-core CI machine; correctness is not.
-hypothesis_settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 hypothesis_settings.load_profile("ci")
 
 
@@ -45,14 +47,14 @@ def topic_prefix() -> str:
 
 
 @pytest.fixture
-async def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: object) -> AsyncIterator[Settings]:
+async def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: object) -> Settings:
     """Settings for one test, with every registry topic created under a fresh prefix."""
     s = Settings(
         bootstrap_servers=kafka_bootstrap,
         topic_prefix=topic_prefix,
         data_dir=tmp_path,  # type: ignore[arg-type]
         fetch_max_wait_ms=20,
-        allow_clear=True,
+        decider=DeciderSettings(allow_clear=True),
     )
     await ensure_topics(s)
-    yield s
+    return s

@@ -1,28 +1,63 @@
-"""Helpers shared by tests: read whole topics, build model configs."""
+"""Helpers shared by tests: read whole topics, build model configs, wait for a condition."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from registry import codec
-from registry.domain.messages import EventBase
-from registry.kafka.clients import make_consumer, partitions_of, read_until_caught_up
-from registry.settings import Settings
+from registry.core import codec
+from registry.core.messages import EventBase
+from registry.infra.kafka.follower import Batch, LogFollower
+from registry.infra.settings import Settings
+
+T = TypeVar("T")
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout: float = 10.0,
+    *,
+    interval: float = 0.02,
+    what: str = "",
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value, and return that value.
+
+    Fails the test (``AssertionError``, with the last value seen) when ``timeout`` seconds
+    pass first. The one way tests wait: never a fixed sleep before an assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"not true within {timeout:g}s: {what or getattr(predicate, '__name__', predicate)}"
+                f" (last value {value!r})"
+            )
+        await asyncio.sleep(interval)
 
 
 async def read_topic(settings: Settings, name: str) -> list[Any]:
     """Every record of a topic (all partitions), to the high watermark."""
-    consumer = make_consumer(settings)
-    await consumer.start()
+    follower = LogFollower(settings, [settings.topic(name)], name=f"test reader of {name}")
+    await follower.start()
+    out: list[Any] = []
+
+    def keep(batch: Batch) -> None:
+        for tp in follower.partitions:
+            out.extend(batch.get(tp, ()))
+
     try:
-        tps = await partitions_of(consumer, settings.topic(name))
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[Any] = []
-        await read_until_caught_up(consumer, tps, lambda tp, recs: out.extend(recs))
-        return out
+        await follower.catch_up(keep)
     finally:
-        await consumer.stop()
+        await follower.stop()
+    return sorted(out, key=lambda r: (r.partition, r.offset))
 
 
 async def read_events(settings: Settings) -> list[EventBase]:

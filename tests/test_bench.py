@@ -29,7 +29,11 @@ def test_bench_quick(script: str, keys: list[str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
     run = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "ratio" in run.stdout

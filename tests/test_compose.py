@@ -23,10 +23,16 @@ def test_compose_file_is_true() -> None:
     assert set(registry_services) == {"decider", "projector", "predictor", "monitor"}
     for name, service in registry_services.items():
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
-        assert "healthz" in " ".join(service["healthcheck"]["test"]), f"{name} has no progress-based health check"
+        assert "healthz" in " ".join(service["healthcheck"]["test"]), (
+            f"{name} has no progress-based health check"
+        )
         argv = [*service["command"], "--help"]
-        out = subprocess.run([sys.executable, "-m", "registry", *argv], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, f"{name}: `model-registry {' '.join(argv)}` failed: {out.stderr}"
+        out = subprocess.run(
+            [sys.executable, "-m", "registry", *argv], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, (
+            f"{name}: `model-registry {' '.join(argv)}` failed: {out.stderr}"
+        )
     assert (ROOT / "Dockerfile").exists()
     for port in (p for s in services.values() for p in s.get("ports", [])):
         assert port.startswith("127.0.0.1:"), f"{port} is published beyond loopback"

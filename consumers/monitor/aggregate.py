@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from consumers.messages import PredictionOutcome, PredictionResult
 from consumers.monitor.latency import bucket_of
 from consumers.monitor.scoring import Scalar, Score, predicted_value
+from registry.core.predictions import PredictionOutcome, PredictionResult
 
 __all__ = ["Delta", "MinuteKey", "OutcomeRow", "ResultRow", "VariantKey", "minute_of"]
 

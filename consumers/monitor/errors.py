@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from registry.domain.errors import RegistryError
+from registry.core.errors import RegistryError
 
 __all__ = ["MonitorError", "SchemaMismatch", "TestNotFound"]
 

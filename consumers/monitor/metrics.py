@@ -1,7 +1,7 @@
 """Operations metrics: running totals and a Prometheus text endpoint on loopback.
 
-``Totals`` adds up every committed ``Delta`` (seeded from the database at start, so the
-counters are totals since the database was created). ``MetricsServer`` is a small asyncio
+The counters come from the monitor's ``Totals`` (``consumers.monitor.totals``): every committed
+``Delta`` added up, seeded from the database at start. ``MetricsServer`` is a small asyncio
 HTTP server: ``GET /metrics`` (Prometheus text format) and ``GET /healthz`` (JSON, 503 when
 the monitor has lag and has made no progress for a while). It runs on the monitor's event
 loop, so it reads the totals without locks.
@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
@@ -27,45 +26,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from consumers.monitor.aggregate import Delta
 from consumers.monitor.latency import PROMETHEUS_BOUNDS_MS, SUB
+from consumers.monitor.service import Monitor
 
-if TYPE_CHECKING:
-    from consumers.monitor.service import Monitor
-
-__all__ = ["MetricsServer", "MonitorCollector", "Totals", "render_metrics"]
+__all__ = ["MetricsServer", "MonitorCollector", "render_metrics"]
 
 log = logging.getLogger(__name__)
-Labels = tuple[str, str, str]  # model, variant, test_id
-
-
-class Totals:
-    """Per (model, variant, test) sums since the database was created."""
-
-    def __init__(self) -> None:
-        self.traffic: defaultdict[Labels, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
-        self.latency: defaultdict[Labels, defaultdict[int, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        self.errors: defaultdict[tuple[Labels, str], int] = defaultdict(int)
-        self.quality: defaultdict[Labels, list[int]] = defaultdict(lambda: [0, 0])
-
-    def merge(self, d: Delta) -> None:
-        """Add a delta in."""
-        for (test_id, variant, _sv, model, _minute), sums in d.minute.items():
-            acc = self.traffic[(model, variant, test_id)]
-            for i, v in enumerate(sums):
-                acc[i] += v
-        for ((test_id, variant, model, _m), bucket), c in d.latency.items():
-            self.latency[(model, variant, test_id)][bucket] += c
-        for ((test_id, variant, model, _m), code), c in d.errors.items():
-            self.errors[((model, variant, test_id), code)] += c
-        for (test_id, variant, model, _m), q in d.quality.items():
-            acc2 = self.quality[(model, variant, test_id)]
-            acc2[0] += int(q[0])
-            acc2[1] += int(q[1])
-
-
 _LABELS = ["model", "variant", "test_id"]
 
 

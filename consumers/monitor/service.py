@@ -1,10 +1,10 @@
-"""The monitor process: results and outcomes in, per-variant metrics out (DESIGN.md section 9).
+"""The monitor process: results and outcomes in, per-variant metrics out (docs/monitor.md).
 
-One plain aiokafka consumer with manually assigned partitions reads ``registry.events`` (for
-the A/B tests and model types), ``predictions.results`` and ``predictions.outcomes``. Each
-poll becomes one SQLite transaction holding the new sums *and* the positions after them; on
-start the consumer seeks to those stored positions, so a kill at any point repeats and loses
-nothing. The registry log is folded from offset 0 on every start (see ``abtests``).
+One ``LogFollower`` reads ``registry.events`` (for the A/B tests and model types),
+``predictions.results`` and ``predictions.outcomes``. Each poll becomes one SQLite
+transaction holding the new sums *and* the positions after them; on start the follower seeks
+to those stored positions, so a kill at any point repeats and loses nothing. The registry log
+is folded from offset 0 on every start (see ``abtests``).
 
 A prediction log that comes back shorter than the stored position (the embedded broker keeps
 data in memory only, so ``model-registry up`` can restart it empty; or retention removed the
@@ -24,22 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError, OffsetOutOfRangeError
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from consumers.messages import PredictionOutcome, PredictionResult
 from consumers.monitor.abtests import ABTestTracker
 from consumers.monitor.aggregate import OutcomeRow, ResultRow
-from consumers.monitor.config import MonitorConfig
-from consumers.monitor.metrics import Totals
 from consumers.monitor.store import Applied, Batch, MonitorStore
-from registry.codec import decode_event
-from registry.domain.errors import DecodeError, describe_validation_error
-from registry.domain.rules import RevisionGap
-from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
-from registry.kafka.dlq import send_to_dlq
-from registry.settings import Settings
+from consumers.monitor.totals import Totals
+from registry.core.errors import DecodeError, describe_validation_error
+from registry.core.predictions import PredictionOutcome, PredictionResult
+from registry.core.replay import fold_records
+from registry.infra.kafka.clients import make_producer, start_client
+from registry.infra.kafka.dlq import send_to_dlq
+from registry.infra.kafka.follower import Batch as Records
+from registry.infra.kafka.follower import LogBadRecords, LogFollower, Shortened
+from registry.infra.settings import MonitorSettings, Settings
 
 __all__ = ["Monitor", "MonitorStats", "monitor_path"]
 
@@ -118,11 +117,11 @@ class Monitor:
         self,
         settings: Settings,
         db_path: Path | str | None = None,
-        config: MonitorConfig | None = None,
+        config: MonitorSettings | None = None,
     ) -> None:
         self.settings = settings
         self.db_path = Path(db_path) if db_path is not None else monitor_path(settings)
-        self.config = config or MonitorConfig.from_env()
+        self.config = config or settings.monitor
         self.stats = MonitorStats()
         self.totals = Totals()
         self.tracker = ABTestTracker()
@@ -131,8 +130,9 @@ class Monitor:
         self._outcomes_topic = settings.topic("predictions.outcomes")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-db")
         self._store: MonitorStore | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._follower: LogFollower | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._skipped = LogBadRecords("monitor")
         self._registry_tps: list[TopicPartition] = []
         self._prediction_tps: list[TopicPartition] = []
         self._committed: dict[TopicPartition, int] = {}
@@ -148,40 +148,37 @@ class Monitor:
 
     async def start(self) -> None:
         """Open the database, connect, assign every partition and seek to the stored positions."""
-        if self._consumer is not None:
+        if self._follower is not None:
             return
         self._store = await self._db(MonitorStore, self.db_path)
         self.stats.load(await self._db(self._store.counters))
         self.totals.merge(await self._db(self._store.load_totals))
-        # "none": an out-of-range fetch is raised to us (and handled as a reset), never
-        # silently skipped; every partition gets an explicit seek below.
-        consumer = make_consumer(
-            self.settings, auto_offset_reset="none", max_partition_fetch_bytes=1024 * 1024
+        follower = LogFollower(
+            self.settings,
+            [self._events_topic, self._results_topic, self._outcomes_topic],
+            name="monitor",
+            max_records=self.config.max_records,
+            poll_ms=self.config.poll_timeout_ms,
+            on_shortened=self._reset,
+            max_partition_fetch_bytes=1024 * 1024,
         )
         producer = make_producer(self.settings)
-        await start_client(consumer, self.settings)
+        await start_client(producer, self.settings)
         try:
-            await start_client(producer, self.settings)
-            self._registry_tps = await partitions_of(consumer, self._events_topic)
-            self._prediction_tps = [
-                *await partitions_of(consumer, self._results_topic),
-                *await partitions_of(consumer, self._outcomes_topic),
-            ]
+            stored = await self._db(self._store.positions)
+            await follower.start()
         except BaseException:
-            await consumer.stop()
             await producer.stop()
             raise
-        self._consumer, self._producer = consumer, producer
-        consumer.assign([*self._registry_tps, *self._prediction_tps])
-        await consumer.seek_to_beginning(*self._registry_tps)
-        stored = await self._db(self._store.positions)
-        for tp in self._prediction_tps:
+        self._follower, self._producer = follower, producer
+        self._registry_tps = follower.partitions_of(self._events_topic)
+        self._prediction_tps = [tp for tp in follower.partitions if tp not in self._registry_tps]
+        positions = {}
+        for tp in self._prediction_tps:  # registry events: always from the start
             offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await consumer.seek_to_beginning(tp)
-            else:
-                consumer.seek(tp, offset)
-                self._committed[tp] = offset
+            if offset is not None:
+                positions[tp] = self._committed[tp] = offset
+        await follower.seek(positions)
         log.info("monitor started on %s (db %s)", self.settings.bootstrap_servers, self.db_path)
 
     async def close(self) -> None:
@@ -192,10 +189,10 @@ class Monitor:
             await self._disconnect()
 
     async def _disconnect(self) -> None:
-        consumer, producer, store = self._consumer, self._producer, self._store
-        self._consumer = self._producer = self._store = None
-        if consumer is not None:
-            await consumer.stop()
+        follower, producer, store = self._follower, self._producer, self._store
+        self._follower = self._producer = self._store = None
+        if follower is not None:
+            await follower.stop()
         if producer is not None:
             await producer.stop()
         if store is not None:
@@ -204,12 +201,12 @@ class Monitor:
     async def catch_up(self) -> None:
         """Read every partition to its current end (registry first, then predictions)."""
         await self.start()
-        consumer = self._require_consumer()
-        consumer.pause(*self._prediction_tps)
+        follower = self._require_follower()
+        follower.pause(self._prediction_tps)
         try:
             await self._until_caught_up(self._registry_tps)
         finally:
-            consumer.resume(*self._prediction_tps)
+            follower.resume(self._prediction_tps)
         await self._until_caught_up([*self._registry_tps, *self._prediction_tps])
         await self.drain()
         self.ready.set()
@@ -228,10 +225,10 @@ class Monitor:
         idle = time.monotonic() - self.stats.last_progress_monotonic
         return self.stats.lag == 0 or idle < stall_after_s
 
-    def _require_consumer(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
+    def _require_follower(self) -> LogFollower:
+        if self._follower is None:
             raise RuntimeError("the monitor is not started")
-        return self._consumer
+        return self._follower
 
     # ------------------------------------------------------------------ polling
 
@@ -240,53 +237,27 @@ class Monitor:
             pass
 
     async def poll_once(self, timeout_ms: int, tps: list[TopicPartition] | None = None) -> bool:
-        """Fetch, check for shortened logs, process one batch; True when ``tps`` (default: all)
-        are caught up."""
-        consumer = self._require_consumer()
-        try:
-            records = await consumer.getmany(
-                timeout_ms=timeout_ms, max_records=self.config.max_records
-            )
-        except OffsetOutOfRangeError as exc:
-            # A real Kafka answers a fetch beyond the log (or below its start, after
-            # retention) with OffsetOutOfRange: the same situation as a shortened log.
-            bad: dict[TopicPartition, int] = (
-                exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-            )
-            await self._reset([(tp, self._committed.get(tp, off), None) for tp, off in bad.items()])
-            return False
-        except KafkaError as exc:
-            log.warning("monitor fetch failed, retrying: %s", exc)
-            await asyncio.sleep(0.5)
-            return False
-        shortened = self._shortened_logs()
-        if shortened:
-            await self._reset(shortened)
-            records = {
-                tp: recs for tp, recs in records.items() if tp not in {s[0] for s in shortened}
-            }
+        """Fetch (handling shortened logs), process one batch; True when ``tps`` (default:
+        all) are caught up."""
+        follower = self._require_follower()
+        records = await follower.poll(timeout_ms)
         if records:
             await self._process(records)
         if time.monotonic() >= self._next_expiry:
             await self._expire()
-        caught_up = await self._update_lag(tps or [*self._registry_tps, *self._prediction_tps])
+        self._update_lag()
+        caught_up = follower.caught_up(tps)
         if caught_up or records:
             self.stats.last_progress_monotonic = time.monotonic()
         return caught_up
 
-    def _shortened_logs(self) -> list[tuple[TopicPartition, int, int | None]]:
-        consumer = self._require_consumer()
-        out: list[tuple[TopicPartition, int, int | None]] = []
-        for tp, committed in self._committed.items():
-            hw = consumer.highwater(tp)
-            # Invariant: a committed position never exceeds the high watermark of the log it
-            # was read from (fetch responses carry hw >= every offset they deliver).
-            if hw is not None and committed > hw:
-                out.append((tp, committed, hw))
-        return out
-
-    async def _reset(self, resets: list[tuple[TopicPartition, int, int | None]]) -> None:
+    async def _reset(self, shortened: list[Shortened]) -> None:
+        """A prediction log came back shorter than the stored position: keep the metrics
+        counted so far and read it from its start."""
         await self.drain()  # no batch may commit a position of a partition after its reset
+        resets = [
+            (s.tp, self._committed.get(s.tp, s.position), s.high_watermark) for s in shortened
+        ]
         for tp, stored, hw in resets:
             log.warning(
                 "%s[%d] is shorter than the monitor's position %d (high watermark %s): the log was "
@@ -301,29 +272,20 @@ class Monitor:
         await self._db(
             store.reset_positions, [(tp.topic, tp.partition, s, hw) for tp, s, hw in resets]
         )
-        consumer = self._require_consumer()
         for tp, _, _ in resets:
             self._committed.pop(tp, None)
-        await consumer.seek_to_beginning(*[tp for tp, _, _ in resets])
+        await self._require_follower().consumer.seek_to_beginning(*[tp for tp, _, _ in resets])
         self.stats.log_resets += len(resets)
 
-    async def _update_lag(self, tps: list[TopicPartition]) -> bool:
-        consumer = self._require_consumer()
-        caught_up, total = True, 0
-        for tp in [*self._registry_tps, *self._prediction_tps]:
-            hw = consumer.highwater(tp)
-            if hw is None:
-                caught_up = caught_up and tp not in tps
-                continue
-            lag = max(0, hw - await consumer.position(tp))
-            if tp in self._prediction_tps:
-                self.stats.lag_by_partition[(tp.topic, tp.partition)] = lag
-                total += lag
-            if lag and tp in tps:
-                caught_up = False
+    def _update_lag(self) -> None:
+        lags = self._require_follower().stats.lag_by_partition
+        total = 0
+        for tp in self._prediction_tps:
+            if tp in lags:
+                self.stats.lag_by_partition[(tp.topic, tp.partition)] = lags[tp]
+                total += lags[tp]
         self.stats.lag = total
-        self.stats.caught_up = caught_up
-        return caught_up
+        self.stats.caught_up = self._require_follower().caught_up()
 
     def _require_store(self) -> MonitorStore:
         if self._store is None:
@@ -332,7 +294,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ processing
 
-    async def _process(self, records: dict[TopicPartition, list[Record]]) -> None:
+    async def _process(self, records: Records) -> None:
         batch = Batch()
         unreadable: list[tuple[Record, str]] = []
         # Registry events first: a test or model type in this batch applies to its results.
@@ -385,21 +347,13 @@ class Monitor:
             await inflight
 
     def _fold(self, recs: list[Record], batch: Batch) -> None:
-        for r in recs:
-            try:
-                event = decode_event(r.value)
-                self.tracker.apply(event, batch)
-                self.stats.registry_events += 1
-            except (DecodeError, RevisionGap) as exc:
-                # The projector owns this log's DLQ; the monitor only skips and counts.
-                self.stats.registry_unreadable += 1
-                log.warning(
-                    "monitor skips registry event at %s[%d]@%d: %s",
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    exc,
-                )
+        # The projector owns this log's DLQ; the monitor only skips and counts.
+        before = self._skipped.count
+        counts = fold_records(
+            recs, self.tracker.state, on_bad=self._skipped, on_applied=self.tracker.record(batch)
+        )
+        self.stats.registry_events += counts.applied
+        self.stats.registry_unreadable += self._skipped.count - before
 
     def _count(self, counts: dict[str, int]) -> None:
         s = self.stats

@@ -1,10 +1,10 @@
 """The prediction consumer: requests in, results tagged ``champion``/``challenger`` out.
 
 ``PredictionConsumer(settings, mock_fallback=False).run(stop)`` is the process;
-``PredictionPipeline`` the per-batch logic; ``RegistryView`` its view of the registry.
+``PredictionPipeline`` the per-batch logic; ``RegistryView`` its view of the registry. Its
+settings are ``Settings.predictor`` (``REGISTRY_PREDICTOR_*``).
 """
 
-from consumers.predictor.config import PredictorConfig
 from consumers.predictor.consumer import PredictionConsumer, PredictorStats
 from consumers.predictor.pipeline import BatchOutcome, PredictionPipeline
 from consumers.predictor.view import RegistryView
@@ -13,7 +13,6 @@ __all__ = [
     "BatchOutcome",
     "PredictionConsumer",
     "PredictionPipeline",
-    "PredictorConfig",
     "PredictorStats",
     "RegistryView",
 ]

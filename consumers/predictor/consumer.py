@@ -6,7 +6,7 @@ the answered ids. A crash anywhere before the commit redelivers the batch, whose
 get the same answers again (at-least-once, with identical duplicates). One batch in flight
 bounds memory under any backlog.
 
-Why not a faust agent (DESIGN.md section 8 asks for one unless measurement says otherwise):
+Why not a faust agent (the first design asked for one unless measurement said otherwise):
 measured on this machine against the embedded broker, a faust-streaming 0.15 agent consumed
 ~3,600-4,100 msg/s (per event or ``stream.take``), with its main thread CPU-bound in the
 per-message delivery path (a ``wait_first`` with two new tasks per message, a queue hop into
@@ -23,7 +23,7 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,15 +32,21 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.cache import RecentIds, ResultCache
-from consumers.predictor.config import PredictorConfig
 from consumers.predictor.delivery import Committer, InFlight, offsets_of
 from consumers.predictor.pipeline import BatchOutcome, PredictionPipeline
 from consumers.predictor.results import HEADERS, Outgoing, error_record
 from consumers.predictor.view import RegistryView
+from consumers.providers.base import CallPolicy
 from consumers.providers.factory import ProviderFactory
 from consumers.routing import ChampionChallengerRouter
-from registry.kafka.clients import make_consumer, make_producer, partitions_of, start_client
-from registry.settings import Settings
+from registry.infra.kafka.clients import (
+    lag_of,
+    make_consumer,
+    make_producer,
+    partitions_of,
+    start_client,
+)
+from registry.infra.settings import PredictorSettings, Settings
 
 __all__ = ["PredictionConsumer", "PredictorStats"]
 
@@ -75,19 +81,21 @@ class PredictionConsumer:
         settings: Settings,
         *,
         mock_fallback: bool = False,
-        config: PredictorConfig | None = None,
+        config: PredictorSettings | None = None,
         factory: ProviderFactory | None = None,
         router: ChampionChallengerRouter | None = None,
     ) -> None:
-        config = config or PredictorConfig.from_env()
+        config = config or settings.predictor
         if mock_fallback:
-            config = replace(config, mock_fallback=True)
+            config = config.with_(mock_fallback=True)
+        if config.assignment is None:  # not chosen by the process: scale out in a group
+            config = config.with_(assignment="group")
         self.settings = settings
         self.config = config
         self.stats = PredictorStats()
         self.ready = asyncio.Event()
         self.view = RegistryView(settings)
-        self.factory = factory or ProviderFactory(config.call_policy)
+        self.factory = factory or ProviderFactory(CallPolicy.of(config))
         self.pipeline = PredictionPipeline(
             self.view,
             self.factory,
@@ -156,9 +164,7 @@ class PredictionConsumer:
     async def _warm_up(self) -> None:
         """Build the providers of the active models and load their model files now, so the
         first requests do not pay for it (bounded: a slow load only delays readiness)."""
-        active = [
-            s.config for s in self.view.state.models.values() if s.live and s.config.status.serves
-        ]
+        active = [s.config for s in self.view.state.models.values() if s.serves]
         providers = [self.factory.get_provider(config) for config in active]
         if providers:
             await asyncio.wait(
@@ -315,22 +321,16 @@ class PredictionConsumer:
 
     def _sync_view_stats(self) -> None:
         self.stats.registry_events = self.view.applied
-        self.stats.registry_events_skipped = self.view.skipped
+        self.stats.registry_events_skipped = self.view.skipped.count
 
-    async def _update_lag(self, consumer: AIOKafkaConsumer) -> int:
-        lag = 0
-        for tp in consumer.assignment():
-            hw = consumer.highwater(tp)
-            if hw is not None:
-                lag += max(0, hw - await consumer.position(tp))
-        self.stats.lag = lag
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> int | None:
+        lag = await lag_of(consumer, consumer.assignment())
+        if lag is not None:
+            self.stats.lag = lag
         return lag
 
     async def _note_idle(self, consumer: AIOKafkaConsumer) -> None:
         """An empty poll is progress when every assigned partition is caught up."""
-        for tp in consumer.assignment():
-            if consumer.highwater(tp) is None:
-                return
         if await self._update_lag(consumer) == 0:
             self.stats.last_progress_monotonic = time.monotonic()
 

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from consumers.predictor.pipeline import BatchOutcome
-from registry.kafka.dlq import send_to_dlq
+from registry.infra.kafka.dlq import send_to_dlq
 
 __all__ = ["Committer", "Failure", "InFlight"]
 

@@ -20,12 +20,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
-from consumers.cache import MISSING, CacheKey, RecentIds, ResultCache, input_hash
+from consumers.cache import MISSING, RecentIds, ResultCache, input_hash
 from consumers.errors import (
     ModelNotActive,
     ModelNotFound,
@@ -33,18 +32,17 @@ from consumers.errors import (
     PredictionFailure,
     ProviderFailed,
 )
-from consumers.messages import PredictionRequest
-from consumers.predictor.config import PredictorConfig
 from consumers.predictor.results import Outgoing, ResultWriter, error_record
 from consumers.predictor.view import RegistryView
+from consumers.predictor.work import Work
 from consumers.providers.factory import ProviderFactory
 from consumers.providers.mock import mock_output
-from consumers.routing import ChampionChallengerRouter, Route
-from registry.domain.errors import describe_validation_error
-from registry.domain.rules import ModelState
-from registry.domain.types import Status
+from consumers.routing import ChampionChallengerRouter
+from registry.core.errors import describe_validation_error
+from registry.core.predictions import PredictionRequest
+from registry.infra.settings import PredictorSettings
 
-__all__ = ["BatchOutcome", "PredictionPipeline", "Work"]
+__all__ = ["BatchOutcome", "PredictionPipeline"]
 
 log = logging.getLogger(__name__)
 
@@ -56,23 +54,6 @@ _NO_MOCK = frozenset(
         PredictionErrorCode.INVALID_INPUT,
     }
 )
-
-
-@dataclass(slots=True)
-class Work:
-    """One readable request on its way to a result."""
-
-    record: ConsumerRecord[bytes, bytes]
-    request: PredictionRequest
-    route: Route | None = None
-    served: ModelState | None = None
-    key: CacheKey | None = None
-    output: Any = MISSING
-    failure: PredictionFailure | None = None
-    cached: bool = False
-    fallback: str | None = None
-    fallback_reason: str | None = None
-    done_at: float = 0.0
 
 
 @dataclass
@@ -96,7 +77,7 @@ class PredictionPipeline:
         self,
         view: RegistryView,
         factory: ProviderFactory,
-        config: PredictorConfig,
+        config: PredictorSettings,
         *,
         router: ChampionChallengerRouter | None = None,
         cache: ResultCache | None = None,
@@ -201,7 +182,7 @@ class PredictionPipeline:
             route = route_of(state, view.pair(req.model_id), req.unit_id or req.id, req.id)
             w.route = route
             served = w.served = route.served
-            if served.config.status is not Status.ACTIVE:
+            if not served.serves:
                 w.failure = ModelNotActive(
                     f"model '{served.model_id}' is {served.status}; "
                     "only active models serve predictions"
@@ -217,7 +198,7 @@ class PredictionPipeline:
         for w in works:
             if w.failure is not None or w.served is None:
                 continue
-            w.key = (w.served.model_id, w.served.config.version, input_hash(w.request.input))
+            w.key = (w.served.model_id, w.served.version, input_hash(w.request.input))
             hit = cache.get(w.key)
             if hit is not MISSING:
                 w.output, w.cached, w.done_at = hit, True, now
@@ -291,7 +272,7 @@ class PredictionPipeline:
             if self.cache.enabled:
                 w.key = (
                     route.champion.model_id,
-                    route.champion.config.version,
+                    route.champion.version,
                     input_hash(w.request.input),
                 )
                 hit = self.cache.get(w.key)
@@ -322,5 +303,5 @@ class PredictionPipeline:
             reason = f"{failure.code}: {failure.message}"[:500]
             if w.fallback == "champion" and w.fallback_reason:
                 reason = f"{w.fallback_reason}; champion: {reason}"[:500]
-            w.output = mock_output(served.config.type, w.request.input)
+            w.output = mock_output(served.type, w.request.input)
             w.failure, w.fallback, w.fallback_reason, w.cached = None, "mock", reason, False

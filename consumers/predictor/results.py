@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 from aiokafka import ConsumerRecord
 
-from consumers.messages import _RESULT_NS
 from consumers.providers.secrets import redact_bytes
+from registry.core.predictions import RESULT_NAMESPACE
 
 if TYPE_CHECKING:
-    from consumers.predictor.pipeline import Work
+    from consumers.predictor.work import Work
     from consumers.routing import Route
-    from registry.domain.rules import ModelState
+    from registry.core.state import ModelState
 
 __all__ = ["HEADERS", "Outgoing", "ResultWriter", "error_record", "fast_result_id"]
 
@@ -36,14 +36,14 @@ class Outgoing(NamedTuple):
     request_id: str | None
 
 
-_NS = _RESULT_NS.bytes
+_NS = RESULT_NAMESPACE.bytes
 
 
 _VARIANT_NIBBLE = {c: "89ab"[int(c, 16) & 0x3] for c in "0123456789abcdef"}
 
 
 def fast_result_id(request_id: str) -> str:
-    """``consumers.messages.result_id`` (a UUID5), without building ``uuid.UUID`` objects.
+    """``registry.core.predictions.result_id`` (a UUID5), without building ``uuid.UUID`` objects.
 
     RFC 4122 section 4.3: the first 16 bytes of SHA-1(namespace + name), with the version
     nibble set to 5 and the variant bits to 10.
@@ -80,8 +80,8 @@ class ResultWriter:
         }
         if served is not None:
             out["served_model_id"] = served.model_id
-            out["served_version"] = served.config.version
-            out["provider"] = str(served.config.provider)
+            out["served_version"] = served.version
+            out["provider"] = served.wire["provider"]
         if route is not None and route.test_id is not None:
             out["test_id"] = route.test_id
             out["split_version"] = route.split_version

@@ -32,7 +32,9 @@ class AnthropicProvider(RemoteProvider):
     def __init__(self, spec: ProviderSpec) -> None:
         super().__init__(spec)
         self.model: str = spec.setting("model")
-        self.max_tokens: int = spec.setting("maxTokens", None, int) or spec.setting("maxOutput", 256, int)
+        self.max_tokens: int = spec.setting("maxTokens", None, int) or spec.setting(
+            "maxOutput", 256, int
+        )
         self.system: str | None = spec.setting("systemPrompt", None)
         self.temperature: float | None = spec.setting("temperature", None, (int, float))
         self.api_version: str = spec.setting("apiVersion", DEFAULT_API_VERSION)

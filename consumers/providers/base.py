@@ -27,7 +27,8 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.providers.secrets import Secret, redact, resolve_reference
-from registry.domain.types import ModelConfig, ModelType, Provider
+from registry.core.types import ModelConfig, ModelType, Provider
+from registry.infra.settings import PredictorSettings
 
 __all__ = [
     "BrokenProvider",
@@ -55,6 +56,19 @@ class CallPolicy:
     concurrency: int = 32
     breaker_threshold: int = 20
     breaker_cooldown_s: float = 5.0
+
+    @classmethod
+    def of(cls, predictor: PredictorSettings) -> CallPolicy:
+        """The default policy of the predictor's settings (a model's providerConfig may
+        override it)."""
+        return cls(
+            timeout_s=predictor.provider_timeout_s,
+            retries=predictor.provider_retries,
+            backoff_s=predictor.provider_backoff_s,
+            concurrency=predictor.provider_concurrency,
+            breaker_threshold=predictor.breaker_threshold,
+            breaker_cooldown_s=predictor.breaker_cooldown_s,
+        )
 
 
 class CircuitBreaker:

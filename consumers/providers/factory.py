@@ -25,7 +25,7 @@ from consumers.providers.base import (
     as_failure,
 )
 from consumers.providers.mock import MockProvider
-from registry.domain.types import ModelConfig, Provider
+from registry.core.types import ModelConfig, Provider
 
 __all__ = ["ADAPTERS", "ProviderFactory"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from consumers.cache import input_hash
 from consumers.providers.base import ModelProvider
-from registry.domain.types import ModelType
+from registry.core.types import ModelType
 
 __all__ = ["MockProvider", "mock_output"]
 

@@ -63,7 +63,9 @@ class OpenAIProvider(RemoteProvider):
             )
         self.system: str | None = spec.setting("systemPrompt", None)
         self.temperature: float | None = spec.setting("temperature", None, (int, float))
-        self.max_tokens: int | None = spec.setting("maxTokens", None, int) or spec.setting("maxOutput", None, int)
+        self.max_tokens: int | None = spec.setting("maxTokens", None, int) or spec.setting(
+            "maxOutput", None, int
+        )
         self.parse_json: bool = spec.setting("parseJson", False, bool)
         base_url = spec.endpoint or spec.setting("baseUrl", None)
         self.client = openai.AsyncOpenAI(

@@ -1,7 +1,7 @@
 """Credential references, resolved only at call time, and the redaction of what they reveal.
 
 A model's ``credentials`` hold references (``env:NAME``, ``file:/path``), never values
-(DESIGN.md section 5). A provider resolves a reference just before a call; the value lives in
+(docs/design.md#secrets). A provider resolves a reference just before a call; the value lives in
 a ``Secret`` whose ``repr``/``str`` never show it. Every value a ``Secret`` has revealed is
 remembered (in this process only) so that ``redact`` can scrub it from any text that is about
 to leave a provider: an error message, a vendor's error body, a log line.
@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 
 from consumers.errors import CredentialUnavailable
-from registry.domain.types import is_secret_reference
+from registry.core.types import is_secret_reference
 
 __all__ = ["Secret", "redact", "redact_bytes", "resolve_reference"]
 

@@ -28,7 +28,7 @@ from consumers.errors import (
     ProviderNotInstalled,
 )
 from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
-from registry.domain.types import ModelType
+from registry.core.types import ModelType
 
 __all__ = ["SklearnProvider"]
 

@@ -19,11 +19,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumers.messages import PredictionResult
-from consumers.predictor import PredictionConsumer, PredictorConfig
-from registry import codec
-from registry.domain.errors import Rejection
-from registry.domain.messages import (
+from consumers.predictor import PredictionConsumer
+from registry.core import codec
+from registry.core.errors import Rejection
+from registry.core.messages import (
     ChangeABTraffic,
     ChangeABTrafficPayload,
     ChangeStatus,
@@ -34,10 +33,12 @@ from registry.domain.messages import (
     StartABTest,
     StartABTestPayload,
 )
-from registry.domain.rules import RegistryState, decide
-from registry.domain.types import ModelConfig, Status
-from registry.kafka.clients import make_consumer, make_producer, partitions_of
-from registry.settings import Settings
+from registry.core.predictions import PredictionResult
+from registry.core.rules import decide
+from registry.core.state import RegistryState
+from registry.core.types import ModelConfig, Status
+from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of
+from registry.infra.settings import PredictorSettings, Settings
 from tests.helpers import read_topic
 
 FEATURES = ["visits", "emails_opened", "company_size", "budget_k"]
@@ -270,7 +271,7 @@ async def dlq_records(settings: Settings) -> list[Any]:
 @contextlib.asynccontextmanager
 async def running_consumer(settings: Settings, **kwargs: Any) -> AsyncIterator[PredictionConsumer]:
     """A PredictionConsumer running as a task until the block ends (then stopped cleanly)."""
-    config = kwargs.pop("config", None) or PredictorConfig(
+    config = kwargs.pop("config", None) or PredictorSettings(
         session_timeout_ms=6000, provider_backoff_s=0.01, assignment="all"
     )
     consumer = PredictionConsumer(settings, config=config, **kwargs)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from consumers.messages import PredictionResult
-from registry.settings import Settings
+from registry.core.predictions import PredictionResult
+from registry.infra.settings import Settings
 from tests.consumers.conftest import RegistryWriter, custom_config, running_consumer
 
 REPO = Path(__file__).resolve().parents[2]

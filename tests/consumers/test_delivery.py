@@ -11,8 +11,8 @@ from aiokafka.errors import KafkaTimeoutError
 
 from consumers.predictor.delivery import Committer, InFlight
 from consumers.predictor.pipeline import BatchOutcome
-from registry.kafka.clients import make_consumer, make_producer, partitions_of
-from registry.settings import Settings
+from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of
+from registry.infra.settings import Settings
 
 
 def _batch(

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumers.messages import PredictionResult
-from registry.kafka.clients import make_consumer, partitions_of
-from registry.settings import Settings
+from registry.core.predictions import PredictionResult
+from registry.infra.kafka.clients import make_consumer, partitions_of
+from registry.infra.settings import Settings
 from tests.consumers.conftest import (
     RegistryWriter,
     lead_input,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
@@ -12,11 +11,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumers.predictor import PredictorConfig
-from registry import codec
-from registry.domain.messages import ModelStatusChanged, ModelStatusChangedPayload
-from registry.domain.types import ModelConfig
-from registry.settings import Settings
+from registry.core import codec
+from registry.core.messages import ModelStatusChanged, ModelStatusChangedPayload
+from registry.core.types import ModelConfig
+from registry.infra.settings import PredictorSettings, Settings
 from tests.consumers.conftest import (
     RegistryWriter,
     collect_results,
@@ -29,12 +27,12 @@ from tests.consumers.conftest import (
     sklearn_config,
 )
 from tests.consumers.loopback import Reply, Request, serve
-from tests.helpers import read_topic
+from tests.helpers import eventually, read_topic
 
-FAST = PredictorConfig(
+FAST = PredictorSettings(
     assignment="all", provider_backoff_s=0.001, provider_retries=1, provider_timeout_s=2.0
 )
-GROUP = PredictorConfig(assignment="group", session_timeout_ms=6000)
+GROUP = PredictorSettings(assignment="group", session_timeout_ms=6000)
 
 
 async def test_champion_challenger_split_over_10000_requests(
@@ -148,9 +146,7 @@ async def test_unreadable_requests_go_to_the_dlq_and_the_consumer_goes_on(
     async with running_consumer(settings, config=FAST) as consumer:
         await send_requests(settings, producer, [*bad, *good])
         results = {r.request_id: r for r in await collect_results(settings, 6)}
-        deadline = time.monotonic() + 10
-        while consumer.stats.dead_letters < len(bad) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: consumer.stats.dead_letters >= len(bad))
     assert results["r-good"].error is None
     assert "label" in results["r-good"].output
     for request_id in ("r-no-model", "r-bad-model", "r-extra", "r-bad-input", "r-wrong-type"):
@@ -252,9 +248,7 @@ async def test_cache_hits_and_dedupe_by_request_id(
             ],
         )
         results = await collect_results(settings, 2)
-        deadline = time.monotonic() + 10
-        while consumer.stats.duplicates < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: consumer.stats.duplicates >= 2)
     by_id = defaultdict(list)
     for r in results:
         by_id[r.request_id].append(r)
@@ -273,7 +267,7 @@ async def test_raising_the_traffic_moves_units_only_to_the_challenger(
     await registry.register(custom_config("rules-v2", "tests.consumers.custom_models:score_v2"))
     await registry.start_test("rules-v2", "rules-v1", 20)
     units = [f"lead-{i}" for i in range(400)]
-    async with running_consumer(settings, config=FAST):
+    async with running_consumer(settings, config=FAST) as consumer:
         await send_requests(
             settings,
             producer,
@@ -281,7 +275,12 @@ async def test_raising_the_traffic_moves_units_only_to_the_challenger(
         )
         before = {r.unit_id: r for r in await collect_results(settings, 400)}
         await registry.traffic("rules-v2", 60)
-        await asyncio.sleep(0.3)  # the view follows registry.events continuously
+        await eventually(  # the view follows registry.events continuously
+            lambda: (
+                (pair := consumer.view.pair("rules-v2")) is not None
+                and pair.test.traffic_percentage == 60
+            )
+        )
         await send_requests(
             settings,
             producer,
@@ -363,8 +362,8 @@ async def test_progress_and_lag_for_health(
             settings, producer, [(b"u", request_bytes("r1", "rules-v1", {"visits": 2}, "u"))]
         )
         await collect_results(settings, 1)
-        await asyncio.sleep(0.5)  # idle polls that find every partition caught up are progress
-        assert consumer.stats.last_progress_monotonic > started
+        # idle polls that find every partition caught up are progress
+        await eventually(lambda: consumer.stats.last_progress_monotonic > started)
         assert consumer.stats.lag == 0
         assert consumer.stats.results == 1
         assert time.monotonic() - consumer.stats.last_progress_monotonic < 1.0

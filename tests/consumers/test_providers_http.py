@@ -22,7 +22,7 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.providers import CallPolicy, ModelProvider, ProviderFactory
-from registry.domain.types import ModelConfig
+from registry.core.types import ModelConfig
 from tests.consumers.loopback import Reply, Request, serve
 
 SECRET = "sk-test-very-secret-value-0042"

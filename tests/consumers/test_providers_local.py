@@ -20,7 +20,7 @@ from consumers.errors import (
 )
 from consumers.providers import BrokenProvider, CallPolicy, ProviderFactory, mock_output
 from consumers.providers.base import CircuitBreaker, ProviderSpec
-from registry.domain.types import ModelConfig, ModelType
+from registry.core.types import ModelConfig, ModelType
 from tests.consumers import custom_models
 from tests.consumers.conftest import FEATURES, custom_config, lead_input, sklearn_config
 

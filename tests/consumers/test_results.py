@@ -7,8 +7,8 @@ from aiokafka import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.messages import PredictionResult, result_id
 from consumers.predictor.results import error_record, fast_result_id
+from registry.core.predictions import PredictionResult, result_id
 
 
 @given(st.text(min_size=1, max_size=128))
@@ -35,15 +35,9 @@ def test_an_unreadable_request_with_a_readable_id_gets_an_error_result() -> None
     assert result.output is None
     assert result.error is not None
     assert result.error.code == "InvalidRequest"
-    assert (
-        len(result.requested_model_id) == 256
-    )
-    assert (
-        result.unit_id == "lead-1"
-    )
-    assert (
-        result.correlation_id == "c"
-    )
+    assert len(result.requested_model_id) == 256
+    assert result.unit_id == "lead-1"
+    assert result.correlation_id == "c"
 
 
 def test_no_error_result_without_a_readable_id() -> None:

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.routing import BUCKETS, ChampionChallengerRouter, TestPair, bucket_of
-from registry.domain.rules import ActiveABTest, ModelState
-from registry.domain.types import ModelConfig, ModelType, Provider, Status
+from registry.core.state import ActiveABTest, ModelState, iso
+from registry.core.types import ModelConfig, ModelType, Provider, Status
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = iso(datetime(2026, 1, 1, tzinfo=UTC)) or ""
 units = st.text(min_size=1, max_size=40)
 percent = st.floats(min_value=0, max_value=100, allow_nan=False)
 
@@ -25,7 +25,7 @@ def _state(model_id: str, test: ActiveABTest | None = None) -> ModelState:
         provider=Provider.CUSTOM,
         status=Status.ACTIVE,
     )
-    return ModelState(config=cfg, revision=1, registered_at=NOW, updated_at=NOW, ab_test=test)
+    return ModelState(cfg.wire(), revision=1, registered_at=NOW, updated_at=NOW, ab_test=test)
 
 
 def _test(traffic: float, routing: str = "hash", split_version: int = 1) -> ActiveABTest:

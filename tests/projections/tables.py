@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from registry.domain.messages import EventBase, RegistryCleared
-from registry.domain.rules import RegistryState
+from registry.core.messages import EventBase, RegistryCleared
+from registry.core.state import RegistryState
 
 DATA_TABLES = (
     "models",

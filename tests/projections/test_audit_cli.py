@@ -12,15 +12,15 @@ from click.testing import CliRunner, Result
 from projections import Projector, replay
 from projections.audit import AuditEntry
 from projections.schema import projection_path
-from registry.cli import main
-from registry.domain.messages import (
+from registry.app.cli.main import main
+from registry.core.messages import (
     ClearRegistry,
     ClearRegistryPayload,
     RecordMetrics,
     RecordMetricsPayload,
 )
-from registry.domain.types import Metrics, Status
-from registry.settings import Settings
+from registry.core.types import Metrics, Status
+from registry.infra.settings import Settings
 from tests.projections.workload import T0, History, produce, produce_raw, register, status
 
 

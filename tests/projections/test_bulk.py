@@ -11,7 +11,7 @@ import pytest
 from projections.bulk import BulkWriter
 from projections.errors import ProjectionError
 from projections.rows import fold_batch
-from projections.state import FoldState
+from registry.core.state import RegistryState
 from tests.projections.tables import assert_same_tables
 from tests.projections.test_fold import TOPIC, build, records_of
 from tests.projections.workload import random_history
@@ -21,7 +21,7 @@ async def bulk_build(path: Path, records: list, cut: int) -> None:  # type: igno
     writer = BulkWriter(path)
     await writer.open()
     try:
-        state, positions = FoldState(), {}
+        state, positions = RegistryState(), {}
         for part in (records[:cut], records[cut:]):
             rows = fold_batch(state, part)
             await writer.write(TOPIC, rows, positions)
@@ -45,9 +45,14 @@ async def test_a_dead_writer_process_fails_the_load(tmp_path: Path) -> None:
     try:
         assert writer._proc is not None
         os.kill(writer._proc.pid, signal.SIGKILL)
-        with pytest.raises(ProjectionError, match="rebuild writer"):
-            await writer.write(TOPIC, fold_batch(FoldState(), records), {})
+        rows = fold_batch(RegistryState(), records)
+
+        async def load() -> None:
+            await writer.write(TOPIC, rows, {})
             await writer.flush()
+
+        with pytest.raises(ProjectionError, match="rebuild writer"):
+            await load()
     finally:
         await writer.close()
 

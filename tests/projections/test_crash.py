@@ -13,12 +13,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from projections import rebuild
 from projections.schema import projection_path
-from registry.settings import Settings
+from registry.infra.settings import Settings
+from tests.helpers import eventually
 from tests.projections.tables import assert_matches_fold, assert_same_tables
 from tests.projections.workload import produce, random_history
 
@@ -55,17 +55,15 @@ def spawn(settings: Settings, db: Path) -> subprocess.Popen[bytes]:
 async def wait_until(
     db: Path, proc: subprocess.Popen[bytes], at_least: int, timeout: float = 60
 ) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        position = committed(db)
-        if position >= at_least:
-            return position
+    def reached() -> int:
         assert proc.poll() is None, (
             f"projector exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
         )
-        await asyncio.sleep(0.005)
-    raise AssertionError(
-        f"projector did not reach offset {at_least} within {timeout}s (at {committed(db)})"
+        position = committed(db)
+        return position if position >= at_least else 0
+
+    return await eventually(
+        reached, timeout, interval=0.005, what=f"the projector reaches offset {at_least}"
     )
 
 

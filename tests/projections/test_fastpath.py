@@ -1,12 +1,13 @@
-"""The fast path of the fold is the careful path, only faster.
+"""The fast check is the careful path, only faster; the one fold is the reference fold.
 
-Histories come from the domain's own ``decide`` (configs of every shape the models accept);
+Histories come from the core's own ``decide`` (configs of every shape the models accept);
 each is folded twice, fast (``fold_batch``) and careful (``fold_batch(..., fast=False)``:
-``registry.codec`` and the domain's ``evolve`` for every record), cut into batches anywhere,
-and written to real SQLite files: the files must be identical, the fold must equal the
-domain's, and the fast run must not have needed the careful path. Then records mangled in
-every way (types, ranges, names, times, secrets, versions, bytes) go through both: the
-fast path must either give exactly the careful result or leave the record to it.
+the pydantic models for every record), cut into batches anywhere, and written to real
+SQLite files: the files must be identical, the fold must equal a reference fold written the
+slow, obvious way with pydantic (``tests/core/oracle.py``), and the fast run must not have
+needed the careful path. Then records mangled in every way (types, ranges, names, times,
+secrets, versions, bytes) go through both: the fast check must either give exactly the
+careful result or leave the record to it.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from projections.fastpath import decode
 from projections.rows import BatchRows, fold_batch
-from projections.state import Folded, FoldState
-from registry import codec
-from registry.domain.errors import Rejection, SecretInConfig
-from registry.domain.messages import (
+from registry.core import codec
+from registry.core.errors import Rejection, SecretInConfig
+from registry.core.fastcheck import check
+from registry.core.messages import (
     ChangeABTraffic,
     ChangeABTrafficPayload,
     ChangeStatus,
@@ -54,8 +54,10 @@ from registry.domain.messages import (
     UpdateConfig,
     UpdateConfigPayload,
 )
-from registry.domain.rules import RegistryState, decide
-from registry.domain.types import Metrics, ModelConfig, ModelType, Provider, Status
+from registry.core.rules import decide
+from registry.core.state import RegistryState
+from registry.core.types import Metrics, ModelConfig, ModelType, Provider, Status
+from tests.core import oracle
 from tests.projections.tables import assert_matches_fold, assert_same_tables
 from tests.projections.test_fold import TOPIC, build
 
@@ -271,7 +273,7 @@ def event_records(events: Sequence[EventBase]) -> list[ConsumerRecord]:  # type:
 # --------------------------------------------------------------------------- comparing folds
 
 
-def view(rows: BatchRows, state: FoldState) -> dict[str, Any]:
+def view(rows: BatchRows, state: RegistryState) -> dict[str, Any]:
     """Everything a batch writes and the state it leaves, as exactly comparable values."""
     return {
         "events": rows.events,
@@ -296,7 +298,7 @@ def fold_both(
     """Fold ``records`` fast and careful, batch by batch; (fast views, careful views, careful
     records the fast run needed)."""
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(records)}), len(records)]
-    fast_state, careful_state = FoldState(), FoldState()
+    fast_state, careful_state = RegistryState(), RegistryState()
     fast, careful, needed = [], [], 0
     for lo, hi in zip(bounds, bounds[1:], strict=False):
         a = fold_batch(fast_state, records[lo:hi])
@@ -313,26 +315,28 @@ def fold_both(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(events=histories(), cuts=st.lists(st.integers(0, 60), max_size=4))
-def test_fast_fold_equals_the_careful_fold_and_the_domain(
+def test_fast_fold_equals_the_careful_fold_and_the_reference(
     events: list[EventBase], cuts: list[int]
 ) -> None:
     records = event_records(events)
     fast, careful, needed = fold_both(records, cuts)
     assert fast == careful
     assert needed == 0, "the fast path left events the decider writes to the careful path"
-    state = FoldState()
+    state = RegistryState()
     fold_batch(state, records)
-    domain = RegistryState()
-    for event in logged(events):
-        domain.apply(event)
-    folded = state.domain().models
-    assert folded.keys() == domain.models.keys()
-    for mid, expected in domain.models.items():
-        assert folded[mid].config.__dict__ == expected.config.__dict__, mid
-        assert folded[mid] == expected, mid
-    assert {mid: Folded.from_domain(s).key() for mid, s in domain.models.items()} == {
-        mid: f.key() for mid, f in state.models.items()
-    }
+    reference = oracle.fold(logged(events))
+    assert state.models.keys() == reference.keys()
+    for mid, expected in reference.items():
+        folded = state.models[mid]
+        assert (
+            folded.wire,
+            folded.revision,
+            folded.registered_at,
+            folded.updated_at,
+            folded.ab_test,
+        ) == expected.key(), mid
+        # the wire form is the models' own normal form: it validates, and dumps to itself
+        assert folded.config.wire() == folded.wire, mid
 
 
 @hsettings(
@@ -359,7 +363,7 @@ async def build_careful(path: Path, records: Sequence[ConsumerRecord]) -> None: 
     writer = ProjectionWriter(path)
     await writer.open()
     try:
-        rows = fold_batch(FoldState(), list(records), fast=False)
+        rows = fold_batch(RegistryState(), list(records), fast=False)
         await writer.write(TOPIC, rows, {})
     finally:
         await writer.close()
@@ -498,7 +502,7 @@ def test_what_the_fast_path_leaves_to_the_careful_one() -> None:
             )[0]  # type: ignore[index]
         )
     )
-    assert decode(orjson.dumps(base)) is not None
+    assert check(orjson.dumps(base)) is not None
     for change in (
         {"schema_version": 2},  # another version: upcast (or refused) by the codec
         {"occurred_at": "2026-03-01T01:00:00+01:00"},  # not UTC: pydantic converts it
@@ -508,9 +512,9 @@ def test_what_the_fast_path_leaves_to_the_careful_one() -> None:
         {"extra": 1},  # unknown field: refused
         {"type": "ModelExploded"},  # unknown type: refused
     ):
-        assert decode(orjson.dumps({**base, **change})) is None, change
-    assert decode(b"not json") is None
-    assert decode(b"[]") is None
+        assert check(orjson.dumps({**base, **change})) is None, change
+    assert check(b"not json") is None
+    assert check(b"[]") is None
 
 
 def _state_after_register() -> Any:

@@ -16,16 +16,16 @@ from hypothesis import strategies as st
 
 from projections.errors import ProjectionReplaced
 from projections.rows import fold_batch
-from projections.state import FoldState
 from projections.writer import ProjectionWriter
-from registry import codec
-from registry.domain.messages import (
+from registry.core import codec
+from registry.core.messages import (
     ClearRegistry,
     ClearRegistryPayload,
     EventBase,
     ModelStatusChanged,
 )
-from registry.domain.types import Metrics, ModelType, Status
+from registry.core.state import RegistryState
+from registry.core.types import Metrics, ModelType, Status
 from tests.projections.tables import assert_matches_fold, assert_same_tables
 from tests.projections.workload import History, random_history, register, status
 
@@ -52,11 +52,11 @@ def records_of(events: Sequence[EventBase], start: int = 0) -> list[ConsumerReco
 
 async def build(
     path: Path, records: Sequence[ConsumerRecord], cuts: Sequence[int] = ()
-) -> FoldState:  # type: ignore[type-arg]
+) -> RegistryState:  # type: ignore[type-arg]
     """Project ``records`` into ``path`` in batches split at ``cuts``."""
     writer = ProjectionWriter(path)
     await writer.open()
-    state = FoldState()
+    state = RegistryState()
     positions: dict[int, int] = {}
     bounds = [0, *sorted(set(cuts)), len(records)]
     try:
@@ -159,7 +159,7 @@ async def test_unreadable_records_are_reported_with_a_reason_and_never_stored(
     recs = [*records_of(h.events), *(record(1 + i, v) for i, (v, _) in enumerate(GARBAGE))]
     after = h.do(status("m1", Status.TESTING))
     recs += records_of(after, start=len(recs))
-    state = FoldState()
+    state = RegistryState()
     rows = fold_batch(state, recs)
     assert [reason for _, reason in rows.dead_letters] == [r[3] for r in rows.errors]
     for (_, expected), (_, reason) in zip(GARBAGE, rows.dead_letters, strict=True):
@@ -194,7 +194,8 @@ async def test_registry_cleared_unregisters_live_models_and_keeps_history(tmp_pa
         "gone": "unregistered",
     }
     cleared = conn.execute(
-        "SELECT model_id, from_status, reason, actor FROM status_history WHERE event_type = 'RegistryCleared' ORDER BY 1"
+        "SELECT model_id, from_status, reason, actor FROM status_history WHERE event_type = "
+        "'RegistryCleared' ORDER BY 1"
     ).fetchall()
     assert cleared == [
         ("a", "active", "test reset", "ops"),
@@ -208,7 +209,7 @@ async def test_registry_cleared_unregisters_live_models_and_keeps_history(tmp_pa
 
 
 async def test_versions_metrics_and_ab_tests_are_tracked(tmp_path: Path) -> None:
-    from registry.domain.messages import (
+    from registry.core.messages import (
         ChangeABTraffic,
         ChangeABTrafficPayload,
         ReasonPayload,
@@ -248,12 +249,14 @@ async def test_versions_metrics_and_ab_tests_are_tracked(tmp_path: Path) -> None
     await build(db, records_of(h.events))
     conn = sqlite3.connect(db)
     versions = conn.execute(
-        "SELECT version, json_extract(metrics, '$.accuracy'), superseded_at IS NOT NULL FROM model_versions "
+        "SELECT version, json_extract(metrics, '$.accuracy'), superseded_at IS NOT NULL FROM "
+        "model_versions "
         "WHERE model_id = 'chall' ORDER BY major, minor, patch"
     ).fetchall()
     assert versions == [("1.0.0", 80.0, 1), ("1.1.0", 88.0, 0)]
     test = conn.execute(
-        "SELECT test_id, champion_model_id, traffic_percentage, split_version, status, stop_reason FROM ab_tests"
+        "SELECT test_id, champion_model_id, traffic_percentage, split_version, status, stop_reason "
+        "FROM ab_tests"
     ).fetchall()
     assert test == [("ab:chall:5", "champ", 50.0, 2, "stopped", "challenger wins")]
     splits = conn.execute(
@@ -304,7 +307,7 @@ def test_status_change_payload_is_what_the_history_shows() -> None:
     h.do(register("m1"))
     (event,) = h.do(status("m1", Status.TESTING, reason="training done", actor="alice"))
     assert isinstance(event, ModelStatusChanged)
-    rows = fold_batch(FoldState(), records_of(h.events))
+    rows = fold_batch(RegistryState(), records_of(h.events))
     assert rows.status_history[-1][2:8] == (
         "training",
         "testing",

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,15 +20,15 @@ from projections import (
     rebuild,
 )
 from projections.schema import SCHEMA_VERSION, projection_path
-from registry import codec
-from registry.domain.messages import (
+from registry.core import codec
+from registry.core.messages import (
     ReasonPayload,
     StartABTest,
     StartABTestPayload,
     UnregisterModel,
 )
-from registry.domain.types import ModelType, Provider, Status
-from registry.settings import Settings
+from registry.core.types import ModelType, Provider, Status
+from registry.infra.settings import Settings
 from tests.helpers import read_topic
 from tests.projections.tables import assert_matches_fold, assert_same_tables, dump
 from tests.projections.workload import (
@@ -155,7 +155,7 @@ async def test_point_in_time_answers_match_the_states_seen(settings: Settings) -
                 assert (view.config, view.revision, view.updated_at) == (
                     then.config,
                     then.revision,
-                    then.updated_at,
+                    datetime.fromisoformat(then.updated_at),
                 )
                 assert view.ab_test_id == (then.ab_test.test_id if then.ab_test else None)
         first_id, first_at, first_offset, _ = seen[0]
@@ -329,7 +329,7 @@ async def test_garbage_value_types_never_reach_the_tables(settings: Settings) ->
 
 
 async def test_several_partitions_keep_per_model_order(settings: Settings, tmp_path: Path) -> None:
-    from registry.kafka.topics import ensure_topics
+    from registry.infra.kafka.topics import ensure_topics
 
     multi = settings.with_(topic_prefix=settings.topic_prefix + "p3.", registry_partitions=3)
     await ensure_topics(multi)

@@ -15,9 +15,9 @@ import pytest
 
 from projections import ProjectionHistoryMismatch, Projector, RestoreRefused, rebuild, restore_log
 from projections.guard import placeholder_digest
-from registry.kafka.broker import EmbeddedBroker
-from registry.kafka.topics import ensure_topics
-from registry.settings import Settings
+from registry.infra.kafka.broker import EmbeddedBroker
+from registry.infra.kafka.topics import ensure_topics
+from registry.infra.settings import Settings
 from tests.helpers import read_topic
 from tests.projections.tables import assert_matches_fold, dump
 from tests.projections.workload import produce, produce_raw, random_history

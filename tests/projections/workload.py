@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from registry import codec
-from registry.domain.errors import Rejection
-from registry.domain.messages import (
+from registry.core import codec
+from registry.core.errors import Rejection
+from registry.core.messages import (
     ChangeABTraffic,
     ChangeABTrafficPayload,
     ChangeStatus,
@@ -37,10 +37,11 @@ from registry.domain.messages import (
     UpdateConfig,
     UpdateConfigPayload,
 )
-from registry.domain.rules import LEGAL_TRANSITIONS, RegistryState, decide
-from registry.domain.types import Metrics, ModelConfig, ModelType, Provider, SemVer, Status
-from registry.kafka.clients import make_producer
-from registry.settings import Settings
+from registry.core.rules import LEGAL_TRANSITIONS, decide
+from registry.core.state import RegistryState
+from registry.core.types import Metrics, ModelConfig, ModelType, Provider, SemVer, Status
+from registry.infra.kafka.clients import make_producer
+from registry.infra.settings import Settings
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -1,0 +1,165 @@
+"""CLI of the prediction path: ``model-registry predictor`` and ``model-registry predict``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from registry.app.cli.common import cli_settings, run, run_until_signalled
+from registry.core.errors import RegistryError
+
+__all__ = ["register"]
+
+
+def register(main: click.Group, *, models: click.Group, ab: click.Group) -> None:
+    """Add ``predictor`` and ``predict`` to the CLI."""
+    main.add_command(predictor)
+    main.add_command(predict)
+
+
+@click.command()
+@click.option(
+    "--mock-fallback",
+    is_flag=True,
+    default=False,
+    help="Answer failed provider calls with mock predictions "
+    "(development only; results say fallback: mock).",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    help="Requests per batch (the bound on work in flight).",
+)
+@click.option(
+    "--cache-ttl",
+    type=click.FloatRange(0),
+    default=None,
+    help="Seconds a cached result lives; 0 disables the cache.",
+)
+@click.option("--group-id", default=None, help="Consumer group (after the topic prefix).")
+def predictor(
+    mock_fallback: bool, max_batch: int | None, cache_ttl: float | None, group_id: str | None
+) -> None:
+    """Run the prediction consumer: requests in, results tagged champion/challenger out."""
+    from consumers.predictor import PredictionConsumer
+    from registry.infra.kafka.topics import ensure_topics
+
+    overrides: dict[str, Any] = {}
+    if max_batch is not None:
+        overrides["max_batch"] = max_batch
+    if cache_ttl is not None:
+        overrides["cache_ttl_s"] = cache_ttl
+    if group_id:
+        overrides["group_id"] = group_id
+    settings = cli_settings()
+    config = settings.predictor.with_(**overrides)
+
+    async def main() -> None:
+        await ensure_topics(settings)
+        consumer = PredictionConsumer(settings, mock_fallback=mock_fallback, config=config)
+        await run_until_signalled(consumer.run)
+
+    try:
+        run(main())
+    except RegistryError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+
+
+def _parse_input(text: str) -> Any:
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {text[1:]}: {exc.strerror}", param_hint="--input"
+            ) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"not JSON ({exc.msg} at column {exc.colno})", param_hint="--input"
+        ) from None
+    if not isinstance(value, dict | list | str):
+        raise click.BadParameter("must be a JSON object, array or string", param_hint="--input")
+    return value
+
+
+def _describe(result: Any) -> str:
+    lines = [f"request   {result.request_id}", f"variant   {result.variant}"]
+    if result.test_id:
+        lines.append(f"test      {result.test_id} (split v{result.split_version})")
+    if result.served_model_id:
+        lines.append(
+            f"served by {result.served_model_id} {result.served_version} ({result.provider})"
+        )
+    if result.fallback:
+        lines.append(f"fallback  {result.fallback}: {result.fallback_reason}")
+    if result.error is not None:
+        lines.append(f"error     {result.error.code}: {result.error.message}")
+    else:
+        lines.append(f"output    {json.dumps(result.output)}")
+    lines.append(f"latency   {result.latency_ms:.1f} ms{' (cached)' if result.cached else ''}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model_id")
+@click.option("--input", "input_text", required=True, help="The input as JSON (or @file.json).")
+@click.option(
+    "--unit",
+    "unit_id",
+    default=None,
+    help="Unit id (e.g. the lead id) that keeps a unit on one variant.",
+)
+@click.option("--request-id", default=None, help="Idempotency key (default: a new UUID).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the result.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def predict(
+    model_id: str,
+    input_text: str,
+    unit_id: str | None,
+    request_id: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Send a prediction request for MODEL_ID and print its result (with the variant).
+
+    Exits 1 when the result carries an error, 3 when no result arrives in time.
+    """
+    from pydantic import ValidationError
+
+    from consumers.client import PredictionClient, PredictionTimeout
+    from registry.core.errors import describe_validation_error
+
+    value = _parse_input(input_text)
+    settings = cli_settings()
+
+    async def main() -> Any:
+        async with PredictionClient(settings) as client:
+            return await client.predict(
+                model_id, value, unit_id=unit_id, request_id=request_id, timeout=timeout
+            )
+
+    try:
+        result = run(main())
+    except ValidationError as exc:
+        raise click.BadParameter(describe_validation_error(exc)[0]) from None
+    except PredictionTimeout as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(3)
+    except RegistryError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from None
+    click.echo(result.model_dump_json(exclude_none=True) if as_json else _describe(result))
+    if result.error is not None:
+        sys.exit(1)

@@ -1,0 +1,369 @@
+"""CLI of the read side: ``projector``, ``projections rebuild|status``, ``audit replay|show``
+and the reads of the ``models`` group (``get``, ``list``, ``versions``, ``history``).
+
+Commands that only read the SQLite file need no broker: they take the data dir from the
+environment (``REGISTRY_DATA_DIR``) or ``--db``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from projections.reader import ProjectionReader
+from projections.schema import projection_path
+from registry.app.cli.common import (
+    cli_settings,
+    current_settings,
+    run_reporting,
+    run_until_signalled,
+)
+
+__all__ = ["register"]
+
+T = TypeVar("T")
+
+db_option = click.option(
+    "--db",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Projection file [default: <data dir>/projection.db].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _db(db: Path | None) -> Path:
+    return db or projection_path(current_settings())
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode())
+
+
+def parse_as_of(text: str | None) -> datetime | int | None:
+    """``--as-of``: an offset (digits) or an ISO-8601 time (``Z`` or an offset; naive = UTC)."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"'{text}' is neither an offset nor an ISO-8601 time (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@click.command("projector")
+@db_option
+@click.option(
+    "--max-records",
+    type=int,
+    default=None,
+    help="Records per batch (one transaction) [default: $REGISTRY_PROJECTOR_MAX_RECORDS or 20000].",
+)
+def projector_cmd(db: Path | None, max_records: int | None) -> None:
+    """Run the projector: registry.events -> the SQLite projection, until SIGINT/SIGTERM."""
+    from projections.projector import Projector
+
+    settings = cli_settings()
+    path = db or projection_path(settings)
+
+    async def go() -> None:
+        projector = Projector(settings, path, max_records=max_records)
+        click.echo(f"projector: {settings.topic('registry.events')} -> {path}", err=True)
+        await run_until_signalled(projector.run)
+        click.echo(f"projector stopped after {projector.stats.records} records", err=True)
+
+    run_reporting(go())
+
+
+@click.group("projections")
+def projections_group() -> None:
+    """The SQLite projection: rebuild it, inspect it."""
+
+
+@projections_group.command("rebuild")
+@db_option
+def rebuild_cmd(db: Path | None) -> None:
+    """Replay registry.events from offset 0 into a new file and swap it in atomically."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from projections.projector import rebuild
+
+    settings = cli_settings()
+    path = db or projection_path(settings)
+    with Progress(
+        TextColumn("rebuilding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ) as bar:
+        task = bar.add_task("rebuild", total=None, rate="")
+
+        def progress(done: int, behind: int) -> None:
+            elapsed = bar.tasks[0].elapsed or 0.0
+            rate = f"{done / elapsed:,.0f} events/s" if elapsed > 0 else ""
+            bar.update(task, completed=done, total=done + behind, rate=rate)
+
+        result = run_reporting(rebuild(settings, path, progress=progress))
+    click.echo(
+        f"rebuilt {path}: {result.records} records ({result.events_applied} events applied, "
+        f"{result.errors} refused) "
+        f"in {result.seconds:.2f}s ({result.rate:,.0f}/s)"
+    )
+
+
+@projections_group.command("status")
+@db_option
+@json_option
+def status_cmd(db: Path | None, as_json: bool) -> None:
+    """Where the projection is: schema, source, positions, row counts, refused records."""
+    path = _db(db)
+    if not path.exists():
+        raise click.ClickException(f"no projection at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        info: dict[str, Any] = {
+            "path": str(path),
+            "meta": dict(conn.execute("SELECT key, value FROM projection_meta")),
+        }
+        info["checkpoints"] = [
+            {"topic": t, "partition": p, "next_offset": o}
+            for t, p, o in conn.execute("SELECT * FROM checkpoints")
+        ]
+        info["rows"] = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+            for t in (
+                "models",
+                "model_versions",
+                "status_history",
+                "ab_tests",
+                "events",
+                "projection_errors",
+            )
+        }
+    finally:
+        conn.close()
+    if as_json:
+        _echo_json(info)
+        return
+    for key, value in info["meta"].items():
+        click.echo(f"{key:18} {value}")
+    for cp in info["checkpoints"]:
+        click.echo(
+            f"position           {cp['topic']}[{cp['partition']}] next offset {cp['next_offset']}"
+        )
+    for table, count in info["rows"].items():
+        click.echo(f"{table:18} {count} rows")
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Replay the registry's history for audit."""
+
+
+@audit_group.command("replay")
+@click.option("--from-offset", type=int, default=None, help="First offset (inclusive).")
+@click.option("--to-offset", type=int, default=None, help="Last offset (inclusive).")
+@click.option("--since", default=None, help="ISO-8601 time: events that occurred at or after it.")
+@click.option("--until", default=None, help="ISO-8601 time: events that occurred at or before it.")
+@click.option(
+    "--model",
+    "model_id",
+    default=None,
+    help="Only this model (and registry-wide events naming it).",
+)
+@click.option("--type", "types", multiple=True, help="Only this event type (repeatable).")
+@click.option("--actor", default=None, help="Only events by this actor.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def replay_cmd(
+    from_offset: int | None,
+    to_offset: int | None,
+    since: str | None,
+    until: str | None,
+    model_id: str | None,
+    types: tuple[str, ...],
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """Events of registry.events by offset or time range, filtered, from the log itself."""
+    from projections.audit import dumps, replay
+    from registry.app.render.reads import audit_table
+
+    settings = cli_settings()
+    since_at, until_at = (_time(v, name) for v, name in ((since, "--since"), (until, "--until")))
+
+    async def go() -> list[Any]:
+        out = []
+        async for entry in replay(
+            settings,
+            from_offset=from_offset,
+            to_offset=to_offset,
+            since=since_at,
+            until=until_at,
+            model_id=model_id,
+            types=types,
+            actor=actor,
+        ):
+            if as_json:
+                click.echo(dumps(entry))
+            else:
+                out.append(entry)
+        return out
+
+    entries = run_reporting(go())
+    if not as_json:
+        audit_table(entries)
+
+
+def _time(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    value = parse_as_of(text)
+    if not isinstance(value, datetime):
+        raise click.BadParameter(f"{name} takes an ISO-8601 time")
+    return value
+
+
+@audit_group.command("show")
+@click.argument("model_id")
+@db_option
+def show_cmd(model_id: str, db: Path | None) -> None:
+    """A model's full history, newest first, like `git log`."""
+    from registry.app.render.reads import git_log
+
+    entries = _read(db, lambda r: r.model_events(model_id))
+    if not entries:
+        raise click.ClickException(f"no events for model '{model_id}' in the projection")
+    git_log(model_id, entries)
+
+
+# --------------------------------------------------------------------------- models reads
+
+
+def _read(db: Path | None, query: Callable[[ProjectionReader], Coroutine[Any, Any, T]]) -> T:
+    async def go() -> T:
+        async with ProjectionReader(_db(db)) as reader:
+            return await query(reader)
+
+    return run_reporting(go())
+
+
+@click.command("get")
+@click.argument("model_id")
+@click.option("--as-of", default=None, help="An ISO-8601 time or an offset of registry.events.")
+@db_option
+@json_option
+def get_cmd(model_id: str, as_of: str | None, db: Path | None, as_json: bool) -> None:
+    """One model: now, or as it was at a time or offset."""
+    from registry.app.render.reads import model_detail
+
+    when = parse_as_of(as_of)
+    view = _read(db, lambda r: r.get_model(model_id, as_of=when))
+    if view is None:
+        raise click.ClickException(f"no model '{model_id}'" + (f" as of {as_of}" if as_of else ""))
+    if as_json:
+        _echo_json(view.to_dict())
+    else:
+        model_detail(view)
+
+
+@click.command("list")
+@click.option("--type", "type_", default=None, help="Filter by model type.")
+@click.option("--status", default=None, help="Filter by status.")
+@click.option("--provider", default=None, help="Filter by provider.")
+@click.option("--all", "include_all", is_flag=True, help="Include unregistered models.")
+@db_option
+@json_option
+def list_cmd(
+    type_: str | None,
+    status: str | None,
+    provider: str | None,
+    include_all: bool,
+    db: Path | None,
+    as_json: bool,
+) -> None:
+    """Models, optionally filtered."""
+    from registry.app.render.reads import models_table
+
+    views = _read(
+        db,
+        lambda r: r.list_models(
+            type=type_, status=status, provider=provider, include_unregistered=include_all
+        ),
+    )
+    if as_json:
+        _echo_json([v.to_dict() for v in views])
+    else:
+        models_table(views)
+
+
+@click.command("versions")
+@click.argument("model_id")
+@db_option
+@json_option
+def versions_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
+    """Every version a model id has carried."""
+    from registry.app.render.reads import versions_table
+
+    rows = _read(db, lambda r: r.list_versions(model_id))
+    if as_json:
+        _echo_json(
+            [
+                {
+                    **{k: getattr(v, k) for k in v.__slots__ if k != "config"},
+                    "config": v.config.wire(),
+                }
+                for v in rows
+            ]
+        )
+    else:
+        versions_table(model_id, rows)
+
+
+@click.command("history")
+@click.argument("model_id")
+@db_option
+@json_option
+def history_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
+    """Every status transition of a model."""
+    from registry.app.render.reads import history_table
+
+    rows = _read(db, lambda r: r.status_history(model_id))
+    if as_json:
+        _echo_json([{k: getattr(c, k) for k in c.__slots__} for c in rows])
+    else:
+        history_table(model_id, rows)
+
+
+def register(main: click.Group, *, models: click.Group, ab: click.Group) -> None:
+    """Add the read side's commands to ``model-registry``."""
+    main.add_command(projector_cmd)
+    main.add_command(projections_group)
+    main.add_command(audit_group)
+    for command in (get_cmd, list_cmd, versions_cmd, history_cmd):
+        models.add_command(command)

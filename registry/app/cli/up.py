@@ -1,0 +1,232 @@
+"""``model-registry up`` (the whole system) and ``model-registry demo`` (the spec's story)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from registry.app.cli.common import cli_settings, current_settings
+from registry.app.runtime import read_runtime
+from registry.infra.settings import Settings
+
+if TYPE_CHECKING:  # the stack imports every component: loaded only by the commands that run it
+    from registry.app.stack import Stack
+
+__all__ = ["register", "run_stack"]
+
+
+def register(main: click.Group, *, models: click.Group, ab: click.Group) -> None:
+    """Add ``up`` and ``demo`` to the CLI."""
+    main.add_command(up)
+    main.add_command(demo)
+
+
+def _status_line(stack: Stack) -> str:
+    parts = []
+    for name, health in stack.health.items():
+        r = health.report()
+        counters = ", ".join(
+            f"{k}={v}"
+            for k, v in r.items()
+            if k
+            in {
+                "accepted",
+                "rejected",
+                "events_applied",
+                "results",
+                "requests",
+                "outcomes",
+                "lag",
+                "errors",
+            }
+        )
+        mark = "ok" if r["healthy"] else "UNHEALTHY"
+        parts.append(f"{name}[{mark}] {counters}")
+    return " | ".join(parts)
+
+
+def _banner(stack: Stack) -> str:
+    s = stack.settings
+    lines = [
+        "model-registry is up",
+        f"  broker      {s.bootstrap_servers} "
+        f"({'embedded Tansu, loopback only' if stack.embedded else 'external Kafka'})",
+        f"  data dir    {s.data_dir.resolve()}",
+        f"  projection  {(s.data_dir / 'projection.db').resolve()}  (query it with sqlite3)",
+        f"  monitor db  {(s.data_dir / 'monitor.db').resolve()}",
+    ]
+    if stack.health_port_bound:
+        lines.append(f"  health      http://127.0.0.1:{stack.health_port_bound}/healthz")
+    if stack.metrics_port_bound:
+        lines.append(f"  metrics     http://127.0.0.1:{stack.metrics_port_bound}/metrics")
+    if stack.restored:
+        lines.append(f"  restored    {stack.restored} registry events from the local copy")
+    lines.append("  Ctrl-C stops everything.")
+    return "\n".join(lines)
+
+
+async def run_stack(
+    settings: Settings,
+    *,
+    run_demo: bool,
+    health_port: int | None,
+    status_every: float,
+    options: dict[str, Any],
+    components: tuple[str, ...] | None = None,
+) -> int:
+    """Run the stack until a signal (or a crash); returns the exit code."""
+    from registry.app.stack import COMPONENTS, Stack
+
+    stack = Stack(
+        settings, components=components or COMPONENTS, health_port=health_port, options=options
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stack.start()
+        await stack.wait_ready()
+        click.echo(_banner(stack), err=False)
+        if run_demo:
+            from registry.app.demo import run_demo as demo_story
+
+            await demo_story(stack.settings, stop=stop)
+        last = 0.0
+        while not stop.is_set():
+            if stack.crashed():
+                click.echo(
+                    f"component(s) crashed: {', '.join(stack.crashed())}; stopping", err=True
+                )
+                return 1
+            if status_every and time.monotonic() - last >= status_every:
+                click.echo(time.strftime("%H:%M:%S ") + _status_line(stack))
+                last = time.monotonic()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+        return 0
+    finally:
+        click.echo("stopping...", err=True)
+        await stack.stop()
+        click.echo("stopped.", err=True)
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Default: $REGISTRY_DATA_DIR or ./.model-registry",
+)
+@click.option(
+    "--demo",
+    "run_demo",
+    is_flag=True,
+    help="Run the demo story once the stack is up, then keep running.",
+)
+@click.option(
+    "--health-port",
+    type=int,
+    default=None,
+    help="Serve /healthz on 127.0.0.1:PORT (0 = any free port).",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Prometheus endpoint of the monitor on 127.0.0.1:PORT.",
+)
+@click.option(
+    "--status-every",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between status lines (0 = none).",
+)
+@click.option(
+    "--mock-fallback",
+    is_flag=True,
+    help="Allow mock predictions when a provider fails (development only).",
+)
+@click.option(
+    "--only",
+    default=None,
+    help="Comma-separated components to run, of decider, projector, predictor, monitor "
+    "(e.g. one per container, with --health-port) [default: all].",
+)
+def up(
+    data_dir: Path | None,
+    run_demo: bool,
+    health_port: int | None,
+    metrics_port: int | None,
+    status_every: float,
+    mock_fallback: bool,
+    only: str | None,
+) -> None:
+    """Run the whole registry: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
+    decider, projector, prediction consumer and monitor."""
+    from registry.app.stack import COMPONENTS
+
+    settings = current_settings()
+    if data_dir is not None:
+        settings = settings.with_(data_dir=data_dir)
+    components = (
+        COMPONENTS if only is None else tuple(c.strip() for c in only.split(",") if c.strip())
+    )
+    unknown = set(components) - set(COMPONENTS)
+    if unknown or not components:
+        raise click.BadParameter(f"choose from {', '.join(COMPONENTS)}", param_hint="--only")
+    options = {"mock_fallback": mock_fallback, "metrics_port": metrics_port}
+    code = asyncio.run(
+        run_stack(
+            settings,
+            run_demo=run_demo,
+            health_port=health_port,
+            status_every=status_every,
+            options=options,
+            components=components,
+        )
+    )
+    sys.exit(code)
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--requests",
+    "n_requests",
+    type=int,
+    default=3000,
+    show_default=True,
+    help="Prediction requests to stream.",
+)
+def demo(data_dir: Path | None, n_requests: int) -> None:
+    """Walk the spec's story: against a running `up` if there is one, else on its own
+    embedded stack."""
+    from registry.app.demo import run_demo as demo_story
+    from registry.app.stack import COMPONENTS, Stack
+
+    settings = current_settings()
+    if data_dir is not None:
+        settings = settings.with_(data_dir=data_dir)
+    if settings.bootstrap_servers or read_runtime(settings.data_dir) is not None:
+        settings = cli_settings(data_dir=settings.data_dir)
+        asyncio.run(demo_story(settings, n_requests=n_requests))
+        return
+
+    async def own_stack() -> None:
+        stack = Stack(settings, components=COMPONENTS)
+        try:
+            await stack.start()
+            await stack.wait_ready()
+            await demo_story(stack.settings, n_requests=n_requests)
+        finally:
+            await stack.stop()
+
+    asyncio.run(own_stack())

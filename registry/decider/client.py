@@ -1,0 +1,311 @@
+"""The write side's client: send a command to ``registry.commands``, await its reply.
+
+A write returns once the decider has appended its event (``WriteResult`` carries the
+offsets), or raises ``Rejected`` with the typed rejection, or ``CommandTimeout``. The typed
+methods (``register``, ``update_status``...) are the spec's API; ``ModelRegistry``
+(``registry.app.client``) adds the reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from registry.core import codec
+from registry.core.errors import CommandTimeout, Rejected, Rejection, RejectionCode
+from registry.core.messages import (
+    ChangeABTraffic,
+    ChangeABTrafficPayload,
+    ChangeStatus,
+    ChangeStatusPayload,
+    ClearRegistry,
+    ClearRegistryPayload,
+    CommandBase,
+    CommandReply,
+    ConfigChanges,
+    EventRef,
+    ReasonPayload,
+    RecordMetrics,
+    RecordMetricsPayload,
+    RegisterModel,
+    ReleaseVersion,
+    ReleaseVersionPayload,
+    StartABTest,
+    StartABTestPayload,
+    StopABTest,
+    UnregisterModel,
+    UpdateConfig,
+    UpdateConfigPayload,
+)
+from registry.core.types import Metrics, ModelConfig, Routing, Status
+from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of, start_client
+from registry.infra.settings import Settings
+
+__all__ = ["CommandClient", "WriteResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """An accepted command: the events it appended (none for a no-op) and the new revision."""
+
+    command_id: str
+    model_id: str
+    outcome: str
+    revision: int | None
+    events: tuple[EventRef, ...]
+
+    @property
+    def offset(self) -> int | None:
+        """Offset of the last event appended, if any."""
+        return self.events[-1].offset if self.events else None
+
+
+class CommandClient:
+    """Sends commands and awaits the decider's replies. Use as ``async with``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        actor: str = "python-api",
+        timeout: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.actor = actor
+        self.timeout = timeout
+        self._producer: AIOKafkaProducer | None = None
+        self._replies: AIOKafkaConsumer | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[CommandReply]] = {}
+        self._written: dict[int, int] = {}  # partition -> highest event offset this client wrote
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        s = self.settings
+        self._producer = make_producer(s, linger_ms=0)
+        self._replies = make_consumer(s)
+        await start_client(self._producer, s)
+        await start_client(self._replies, s)
+        tps = await partitions_of(self._replies, s.topic("registry.replies"))
+        self._replies.assign(tps)
+        # end_offsets() may lag on the embedded broker; that only means reading a few old
+        # replies, which are filtered by command id. It never skips a new one.
+        await self._replies.seek_to_end(*tps)
+        for tp in tps:
+            await self._replies.position(tp)
+        self._reader_task = asyncio.create_task(self._read_replies(), name="registry-replies")
+
+    async def close(self) -> None:
+        if self._reader_task:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+        for client in (self._producer, self._replies):
+            if client is not None:
+                await client.stop()
+        self._producer = self._replies = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def written(self) -> dict[int, int]:
+        """Per partition of ``registry.events``, the highest offset this client's writes reached."""
+        return dict(self._written)
+
+    async def _read_replies(self) -> None:
+        assert self._replies is not None
+        while True:
+            batch = await self._replies.getmany(timeout_ms=1000)
+            for records in batch.values():
+                for record in records:
+                    fut = (
+                        self._waiting.get(record.key.decode(errors="replace"))
+                        if record.key
+                        else None
+                    )
+                    if fut is None or fut.done():
+                        continue
+                    try:
+                        fut.set_result(codec.decode_reply(record.value))
+                    except Exception as exc:  # noqa: BLE001 - an unreadable reply fails only its waiter
+                        fut.set_exception(exc)
+
+    # ------------------------------------------------------------------ commands
+
+    async def send(self, command: CommandBase, *, timeout: float | None = None) -> WriteResult:
+        """Send ``command`` and wait for the decider's reply.
+
+        Raises:
+            Rejected: the rules refused it (``.rejection.code`` says why).
+            CommandTimeout: no reply in time (the command may still be applied later).
+        """
+        assert self._producer is not None, "call start() or use 'async with'"
+        fut: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
+        self._waiting[command.id] = fut
+        try:
+            await self._producer.send_and_wait(
+                self.settings.topic("registry.commands"),
+                codec.encode(command),
+                key=command.model_id.encode(),
+                headers=codec.headers_for(command),
+            )
+            try:
+                reply = await asyncio.wait_for(fut, timeout or self.timeout)
+            except TimeoutError:
+                raise CommandTimeout(
+                    f"no reply to {command.type} {command.id} for '{command.model_id}' within "
+                    f"{timeout or self.timeout}s; is the decider running?"
+                ) from None
+        finally:
+            self._waiting.pop(command.id, None)
+        if reply.outcome == "rejected":
+            raw = reply.rejection or {}
+            raise Rejected(
+                Rejection(
+                    RejectionCode(raw.get("code", "InvalidCommand")),
+                    raw.get("message", ""),
+                    raw.get("field"),
+                )
+            )
+        for ref in reply.events:
+            self._written[ref.partition] = max(self._written.get(ref.partition, -1), ref.offset)
+        return WriteResult(
+            command.id, command.model_id, reply.outcome, reply.revision, tuple(reply.events)
+        )
+
+    def _envelope(self, expected_revision: int | None) -> dict[str, Any]:
+        return {"actor": self.actor, "expected_revision": expected_revision}
+
+    async def register(
+        self, config: ModelConfig | Mapping[str, Any], *, expected_revision: int | None = None
+    ) -> WriteResult:
+        """Register a model (spec ``register``); an identical re-registration is a no-op."""
+        cfg = config if isinstance(config, ModelConfig) else ModelConfig.model_validate(config)
+        return await self.send(
+            RegisterModel(model_id=cfg.id, payload=cfg, **self._envelope(expected_revision))
+        )
+
+    async def update_status(
+        self,
+        model_id: str,
+        status: Status | str,
+        *,
+        reason: str | None = None,
+        expected_revision: int | None = None,
+    ) -> WriteResult:
+        """Move a model along its lifecycle (spec ``updateStatus``)."""
+        payload = ChangeStatusPayload(status=Status(status), reason=reason)
+        return await self.send(
+            ChangeStatus(model_id=model_id, payload=payload, **self._envelope(expected_revision))
+        )
+
+    async def unregister(
+        self, model_id: str, *, reason: str | None = None, expected_revision: int | None = None
+    ) -> WriteResult:
+        """Unregister a deprecated model (spec ``unregister``); its history stays."""
+        payload = ReasonPayload(reason=reason)
+        return await self.send(
+            UnregisterModel(model_id=model_id, payload=payload, **self._envelope(expected_revision))
+        )
+
+    async def clear(self, *, reason: str | None = None) -> WriteResult:
+        """Testing only (spec ``clear``): refused unless the decider allows it; recorded as an
+        event."""
+        return await self.send(
+            ClearRegistry(
+                payload=ClearRegistryPayload(reason=reason, confirm=True), actor=self.actor
+            )
+        )
+
+    async def release_version(
+        self,
+        model_id: str,
+        version: str,
+        *,
+        status: Status | str | None = None,
+        metrics: Metrics | Mapping[str, Any] | None = None,
+        expected_revision: int | None = None,
+        **changes: Any,
+    ) -> WriteResult:
+        """Release a higher version under the same id (same major)."""
+        payload = ReleaseVersionPayload(
+            version=version,
+            status=Status(status) if status else None,
+            metrics=Metrics.model_validate(metrics) if isinstance(metrics, Mapping) else metrics,
+            changes=ConfigChanges.model_validate(changes),
+        )
+        return await self.send(
+            ReleaseVersion(model_id=model_id, payload=payload, **self._envelope(expected_revision))
+        )
+
+    async def record_metrics(
+        self,
+        model_id: str,
+        metrics: Metrics | Mapping[str, Any],
+        *,
+        expected_revision: int | None = None,
+    ) -> WriteResult:
+        """Store the model's latest evaluation metrics."""
+        m = metrics if isinstance(metrics, Metrics) else Metrics.model_validate(metrics)
+        payload = RecordMetricsPayload(metrics=m)
+        return await self.send(
+            RecordMetrics(model_id=model_id, payload=payload, **self._envelope(expected_revision))
+        )
+
+    async def update_config(
+        self, model_id: str, *, expected_revision: int | None = None, **changes: Any
+    ) -> WriteResult:
+        """Change name, description, endpoint, credentials (references), providerConfig,
+        parameters or lastTrained."""
+        payload = UpdateConfigPayload(changes=ConfigChanges.model_validate(changes))
+        return await self.send(
+            UpdateConfig(model_id=model_id, payload=payload, **self._envelope(expected_revision))
+        )
+
+    async def start_ab_test(
+        self,
+        challenger_id: str,
+        champion_id: str,
+        traffic_percentage: float,
+        *,
+        routing: Routing = "hash",
+    ) -> WriteResult:
+        """Route ``traffic_percentage``% of the champion's requests to the challenger."""
+        payload = StartABTestPayload(
+            champion_model_id=champion_id, traffic_percentage=traffic_percentage, routing=routing
+        )
+        return await self.send(
+            StartABTest(model_id=challenger_id, payload=payload, actor=self.actor)
+        )
+
+    async def change_traffic(self, challenger_id: str, traffic_percentage: float) -> WriteResult:
+        """Change a running test's split (a new split version)."""
+        payload = ChangeABTrafficPayload(traffic_percentage=traffic_percentage)
+        return await self.send(
+            ChangeABTraffic(model_id=challenger_id, payload=payload, actor=self.actor)
+        )
+
+    async def stop_ab_test(self, challenger_id: str, *, reason: str | None = None) -> WriteResult:
+        """Stop the challenger's running test."""
+        return await self.send(
+            StopABTest(
+                model_id=challenger_id, payload=ReasonPayload(reason=reason), actor=self.actor
+            )
+        )

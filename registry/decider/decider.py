@@ -1,0 +1,418 @@
+"""The decider: the single writer of ``registry.events`` (docs/design.md#the-write-path).
+
+For each partition of ``registry.commands`` it holds the state of that partition's models,
+rebuilt from ``registry.events`` (up to the fetch high watermark) before the first command.
+Then, per batch of commands: decode, dedupe by command id, ``decide``, append the events
+(acks=all), reply on ``registry.replies``, and only then commit the command offsets.
+
+Exactly-once effect without broker transactions: a command id already present in the log
+(as an event's ``causation_id``) is answered from what was recorded, never applied twice; so
+a crash between append and commit repeats the reply, not the event.
+
+Partitions are assigned manually (all of them) rather than through a consumer group: one
+decider per registry is the deployment model, group joins cost ~5 s on the embedded broker,
+and on a real Kafka the opt-in transactional producer fences a zombie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from registry.core import codec
+from registry.core.errors import DecodeError, Rejection, RejectionCode, SecretInConfig
+from registry.core.messages import (
+    REGISTRY_KEY,
+    CommandBase,
+    CommandReply,
+    EventBase,
+    EventRef,
+    utc_now,
+)
+from registry.core.replay import RecordLike, fold_records
+from registry.core.rules import decide
+from registry.core.state import Change, Fact, RegistryState
+from registry.infra.journal import EventJournal, JournalRecord
+from registry.infra.kafka.clients import (
+    lag_of,
+    make_consumer,
+    make_producer,
+    partitions_of,
+    start_client,
+)
+from registry.infra.kafka.dlq import send_to_dlq
+from registry.infra.kafka.follower import Batch, LogBadRecords, LogFollower
+from registry.infra.settings import Settings
+
+__all__ = ["Decider", "DeciderStats", "partition_for"]
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as Java's)."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+@dataclass
+class DeciderStats:
+    """Counters for health checks: progress, not mere liveness."""
+
+    commands: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    events_appended: int = 0
+    lag: int = 0
+    skipped_events: int = 0  # unreadable or out-of-sequence events ignored by the rebuild
+    last_progress_monotonic: float = field(default_factory=time.monotonic)
+
+
+_Pending = tuple[CommandBase, list[tuple[EventBase, "asyncio.Future[Any]"]]]
+"""A command whose events are being appended, with their send futures."""
+
+
+@dataclass
+class _PartitionState:
+    registry: RegistryState = field(default_factory=RegistryState)
+    # command id -> (revision after it, the events it produced): answers duplicates
+    seen: dict[str, tuple[int, list[EventRef]]] = field(default_factory=dict)
+
+
+class Decider:
+    """Consumes ``registry.commands``, appends to ``registry.events``, replies by command id."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        allow_clear: bool | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        journal: EventJournal | None = None,
+    ) -> None:
+        self.settings = settings
+        config = settings.decider
+        self.allow_clear = config.allow_clear if allow_clear is None else allow_clear
+        self.clock = clock
+        self.batch_size = config.batch_size
+        self.journal = journal
+        self.stats = DeciderStats()
+        self._commands = settings.topic("registry.commands")
+        self._events = settings.topic("registry.events")
+        self._replies = settings.topic("registry.replies")
+        self._states: dict[int, _PartitionState] = {}
+        self._positions: dict[int, int] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._crash_after_append = config.crash_after_append
+        self.ready = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect, rebuild every partition's state from the log, and seek to committed offsets."""
+        s = self.settings
+        producer_kwargs = {}
+        if s.decider.transactional:
+            producer_kwargs["transactional_id"] = f"{s.topic_prefix}registry-decider"
+        self._producer = make_producer(s, **producer_kwargs)
+        self._consumer = make_consumer(
+            s, group_id=f"{s.topic_prefix}registry-decider", max_poll_records=self.batch_size
+        )
+        await start_client(self._producer, s)
+        await start_client(self._consumer, s)
+        tps = await partitions_of(self._consumer, self._commands)
+        await self._rebuild([tp.partition for tp in tps])
+        self._consumer.assign(tps)
+        for tp in tps:
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+        self.ready.set()
+        log.info("decider ready on %d partition(s) of %s", len(tps), self._commands)
+
+    async def stop(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+        self._consumer = self._producer = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Decide commands until ``stop`` is set."""
+        await self.start()
+        try:
+            while not stop.is_set():
+                await self.step()
+        finally:
+            await self.stop()
+
+    async def _rebuild(self, partitions: list[int]) -> None:
+        """Fold ``registry.events`` of ``partitions`` into memory, to the high watermark.
+
+        An unreadable or out-of-sequence event is logged and not believed: the projector
+        reports it; the decider must not build on it."""
+        for p in partitions:
+            self._states[p] = _PartitionState()
+        skipped = LogBadRecords("decider")
+        follower = LogFollower(
+            self.settings, [self._events], name="decider rebuild", partitions=partitions
+        )
+        await follower.start()
+
+        def fold(batch: Batch) -> None:
+            for tp, records in batch.items():
+                state = self._states[tp.partition]
+                remember = functools.partial(self._remember, state)
+                fold_records(records, state.registry, on_bad=skipped, on_applied=remember)
+
+        try:
+            await follower.catch_up(fold)
+        finally:
+            await follower.stop()
+        self.stats.skipped_events = skipped.count
+
+    @staticmethod
+    def _remember(
+        state: _PartitionState, record: RecordLike, fact: Fact, changes: list[Change]
+    ) -> None:
+        """Note which command caused ``fact``, so a repeat of it is answered, not applied."""
+        if not fact.causation_id:
+            return
+        ref = EventRef(
+            id=fact.id,
+            type=fact.type,
+            revision=fact.revision,
+            partition=record.partition,
+            offset=record.offset,
+        )
+        prior = state.seen.get(fact.causation_id)
+        refs = (prior[1] if prior else []) + [ref]
+        state.seen[fact.causation_id] = (fact.revision, refs)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def step(self, timeout_ms: int = 200) -> int:
+        """Handle one batch of commands; returns how many records it handled."""
+        assert self._consumer is not None
+        assert self._producer is not None
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_size)
+        handled = 0
+        for tp, records in batch.items():
+            if records:
+                await self._handle_partition(tp, records)
+                handled += len(records)
+        lag = await lag_of(self._consumer, self._consumer.assignment())
+        self.stats.lag = self.stats.lag if lag is None else lag
+        self.stats.last_progress_monotonic = time.monotonic()
+        return handled
+
+    async def _handle_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        assert self._producer is not None
+        state = self._states[tp.partition]
+        if self.settings.decider.transactional:
+            await self._producer.begin_transaction()
+        replies: list[CommandReply] = []
+        pending: list[_Pending] = []
+        in_batch: set[str] = set()
+        repeated: list[CommandBase] = []  # duplicates of a command still being appended
+        for record in records:
+            self.stats.commands += 1
+            reply, sent = await self._decide_one(state, record, in_batch, repeated)
+            if reply is not None:
+                replies.append(reply)
+            if sent is not None:
+                pending.append(sent)
+                in_batch.add(sent[0].id)
+        # Wait for every append (acks=all) before replying: a reply promises durability.
+        replies += await self._appended(state, pending)
+        for command in repeated:
+            self.stats.duplicates += 1
+            replies.append(self._duplicate_reply(command, state))
+        if self._crash_after_append and pending:
+            log.error("fault injection: exiting after append, before reply and commit")
+            os._exit(137)
+        await self._send_replies(replies)
+        await self._commit(tp, records[-1].offset + 1)
+
+    async def _appended(
+        self, state: _PartitionState, pending: list[_Pending]
+    ) -> list[CommandReply]:
+        """Await the appends of ``pending``; journal them (embedded broker); their replies."""
+        journal: list[JournalRecord] = []
+        replies = []
+        for command, sends in pending:
+            refs = []
+            for event, fut in sends:
+                meta = await fut
+                value = codec.encode(event)
+                if self.journal is not None:
+                    journal.append(
+                        JournalRecord(
+                            meta.partition,
+                            meta.offset,
+                            event.model_id.encode(),
+                            value,
+                            tuple(codec.headers_for(event)),
+                        )
+                    )
+                refs.append(
+                    EventRef(
+                        id=event.id,
+                        type=event.type,
+                        revision=event.revision,
+                        partition=meta.partition,
+                        offset=meta.offset,
+                    )
+                )
+                self.stats.events_appended += 1
+            revision = refs[-1].revision if refs else state.registry.revision_of(command.model_id)
+            state.seen[command.id] = (revision, refs)
+            replies.append(self._reply(command, "accepted", refs, state))
+        if self.journal is not None and journal:
+            await asyncio.to_thread(self.journal.append, journal)
+        return replies
+
+    async def _send_replies(self, replies: list[CommandReply]) -> None:
+        assert self._producer is not None
+        futures = [
+            await self._producer.send(
+                self._replies,
+                codec.encode(r),
+                key=r.command_id.encode(),
+                headers=[("type", b"CommandReply")],
+            )
+            for r in replies
+        ]
+        for fut in futures:
+            await fut
+
+    async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        assert self._consumer is not None
+        assert self._producer is not None
+        offsets = {tp: next_offset}
+        self._positions[tp.partition] = next_offset
+        if self.settings.decider.transactional:
+            group = f"{self.settings.topic_prefix}registry-decider"
+            await self._producer.send_offsets_to_transaction(offsets, group)
+            await self._producer.commit_transaction()
+        else:
+            await self._consumer.commit(offsets)
+
+    async def _decide_one(
+        self,
+        state: _PartitionState,
+        record: ConsumerRecord[bytes, bytes],
+        in_batch: set[str],
+        repeated: list[CommandBase],
+    ) -> tuple[CommandReply | None, _Pending | None]:
+        """Decide one command record: a reply now, or events in flight (reply after append)."""
+        assert self._producer is not None
+        try:
+            command = codec.decode_command(record.value)
+        except SecretInConfig as exc:
+            # Not copied to the DLQ: that would copy the secret into one more topic.
+            self.stats.rejected += 1
+            rejection = Rejection(RejectionCode.SECRET_IN_CONFIG, str(exc), exc.field)
+            return self._rejection_reply(exc.message_id, None, rejection), None
+        except DecodeError as exc:
+            self.stats.dead_lettered += 1
+            await send_to_dlq(self._producer, record, exc.reason)
+            rejection = Rejection(RejectionCode.INVALID_COMMAND, exc.reason)
+            return self._rejection_reply(exc.message_id, None, rejection), None
+        partitions = len(self._states)
+        if (
+            partitions > 1
+            and command.model_id != REGISTRY_KEY
+            and partition_for(command.model_id, partitions) != record.partition
+        ):
+            self.stats.rejected += 1
+            rejection = Rejection(
+                RejectionCode.INVALID_COMMAND,
+                f"command for '{command.model_id}' arrived on partition {record.partition}; "
+                "produce commands with key = model id.",
+            )
+            return self._rejection_reply(command.id, command, rejection), None
+        if command.id in in_batch:
+            repeated.append(command)
+            return None, None
+        if command.id in state.seen:
+            self.stats.duplicates += 1
+            return self._duplicate_reply(command, state), None
+        decision = decide(command, state.registry, now=self.clock(), allow_clear=self.allow_clear)
+        if isinstance(decision, Rejection):
+            self.stats.rejected += 1
+            return self._rejection_reply(command.id, command, decision), None
+        self.stats.accepted += 1
+        sends = []
+        for event in decision:
+            # optimistic: a failed append crashes the process, which rebuilds
+            state.registry.apply(event)
+            fut = await self._producer.send(
+                self._events,
+                codec.encode(event),
+                key=event.model_id.encode(),
+                partition=record.partition,
+                headers=codec.headers_for(event),
+            )
+            sends.append((event, fut))
+        if not sends:  # a no-op: nothing to append, answer now
+            return self._reply(command, "accepted", [], state), None
+        return None, (command, sends)
+
+    def _reply(
+        self,
+        command: CommandBase,
+        outcome: Literal["accepted", "duplicate"],
+        refs: list[EventRef],
+        state: _PartitionState,
+    ) -> CommandReply:
+        return CommandReply(
+            command_id=command.id,
+            command_type=command.type,
+            model_id=command.model_id,
+            outcome=outcome,
+            revision=state.registry.revision_of(command.model_id)
+            if not refs
+            else refs[-1].revision,
+            events=refs,
+        )
+
+    def _duplicate_reply(self, command: CommandBase, state: _PartitionState) -> CommandReply:
+        revision, refs = state.seen[command.id]
+        return CommandReply(
+            command_id=command.id,
+            command_type=command.type,
+            model_id=command.model_id,
+            outcome="duplicate",
+            revision=revision,
+            events=refs,
+        )
+
+    def _rejection_reply(
+        self, command_id: str | None, command: CommandBase | None, rejection: Rejection
+    ) -> CommandReply | None:
+        log.info("rejected command %s: %s: %s", command_id, rejection.code, rejection.message)
+        if command_id is None:
+            return None  # no readable id: nobody to answer; the DLQ has it
+        return CommandReply(
+            command_id=command_id,
+            command_type=None if command is None else command.type,
+            model_id=command.model_id if command else None,
+            outcome="rejected",
+            rejection={k: str(v) for k, v in rejection.as_dict().items()},
+        )

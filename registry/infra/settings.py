@@ -1,0 +1,290 @@
+"""Settings: one object, in sections, read once from the environment (docs/design.md#configuration).
+
+``Settings.from_env()`` is the only place the process's environment is read for
+configuration. Variable names follow from the field names: ``REGISTRY_<FIELD>`` for the
+shared settings, ``REGISTRY_DECIDER_<FIELD>``, ``REGISTRY_PROJECTOR_<FIELD>``,
+``REGISTRY_PREDICTOR_<FIELD>`` and ``REGISTRY_MONITOR_<FIELD>`` for the sections, and
+``KAFKA_<FIELD>`` for the connection. A handful of earlier names are still read, with a
+warning (``aliases``); the README lists every variable.
+
+A value that does not parse is refused with ``SettingsError`` naming the variable; a secret
+(``KAFKA_SASL_PASSWORD``) never appears in ``repr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+
+from registry.core.errors import RegistryError
+
+__all__ = [
+    "DeciderSettings",
+    "KafkaConnection",
+    "MonitorSettings",
+    "PredictorSettings",
+    "ProjectorSettings",
+    "Settings",
+    "SettingsError",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(RegistryError, ValueError):
+    """A setting whose value cannot be used; the message names the variable."""
+
+    code = "SettingsError"
+
+
+def _env(name: str, *aliases: str) -> dict[str, Any]:
+    """Field metadata: the variable's full name (instead of prefix + field), and old names."""
+    return {"env": name, "aliases": aliases}
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How every Kafka client connects to a production cluster (``KAFKA_*``)."""
+
+    ENV: ClassVar[str] = "KAFKA_"
+
+    security_protocol: str = ""
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments these settings add to every aiokafka client."""
+        out: dict[str, Any] = {}
+        if self.security_protocol:
+            out["security_protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            out["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            out["sasl_plain_username"] = self.sasl_username
+        if self.sasl_password:
+            out["sasl_plain_password"] = self.sasl_password
+        if self.ssl_cafile:
+            out["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
+        return out
+
+
+@dataclass(frozen=True)
+class DeciderSettings:
+    """The decider (``REGISTRY_DECIDER_*``)."""
+
+    ENV: ClassVar[str] = "REGISTRY_DECIDER_"
+
+    allow_clear: bool = field(default=False, metadata={"aliases": ("REGISTRY_ALLOW_CLEAR",)})
+    """Accept ``ClearRegistry`` (tests only)."""
+    transactional: bool = field(default=False, metadata={"aliases": ("REGISTRY_TRANSACTIONAL",)})
+    """Transactional producer on a real Kafka (fences a zombie decider)."""
+    batch_size: int = 1000
+    """Commands read per batch."""
+    crash_after_append: bool = field(
+        default=False, metadata={"aliases": ("REGISTRY_TEST_CRASH_AFTER_APPEND",)}
+    )
+    """Fault injection for tests: exit right after appending events, before reply and commit."""
+
+
+@dataclass(frozen=True)
+class ProjectorSettings:
+    """The projector (``REGISTRY_PROJECTOR_*``)."""
+
+    ENV: ClassVar[str] = "REGISTRY_PROJECTOR_"
+
+    max_records: int = 20000
+    """Records per batch (one SQLite transaction)."""
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """How the prediction consumer batches, caches, dedupes, calls providers and falls back
+    (``REGISTRY_PREDICTOR_*``; the earlier ``PREDICTOR_*`` names are still read).
+
+    Backpressure: at most ``max_batch`` requests are handled at a time and at most
+    ``max_in_flight`` handled batches wait for their acknowledgements and commit; beyond
+    that the loop stops fetching. Memory is bounded by those two numbers.
+    """
+
+    ENV: ClassVar[str] = "REGISTRY_PREDICTOR_"
+    LEGACY_ENV: ClassVar[str] = "PREDICTOR_"
+
+    group_id: str = "predictor"  # the topic prefix is put in front of it
+    # "group": partitions shared by the members of the consumer group (scale out);
+    # "all": this instance reads every partition, committing to the same group id (one
+    # instance; starts at once, resumes at once after a crash). None: the process decides
+    # (``up`` reads all, ``model-registry predictor`` joins the group).
+    assignment: str | None = None
+    max_batch: int = 4000
+    max_in_flight: int = 2  # handled batches waiting for acks/commit while the next is handled
+    poll_timeout_ms: int = 100
+    cache_ttl_s: float = 300.0
+    cache_max_entries: int = 100_000
+    dedupe_max_ids: int = 200_000
+    mock_fallback: bool = False
+    provider_timeout_s: float = 10.0
+    provider_retries: int = 2
+    provider_backoff_s: float = 0.05
+    provider_concurrency: int = 32
+    breaker_threshold: int = 20
+    breaker_cooldown_s: float = 5.0
+    unknown_model_wait_s: float = 1.0
+    session_timeout_ms: int = 10_000
+    warm_up_timeout_s: float = 30.0
+    tune_gc: bool = True
+
+    def __post_init__(self) -> None:
+        if self.assignment not in {None, "group", "all"}:
+            raise SettingsError(
+                f"the predictor's assignment must be 'group' or 'all', not {self.assignment!r}"
+            )
+        if self.max_batch < 1 or self.max_in_flight < 1:
+            raise SettingsError("the predictor's max_batch and max_in_flight must be at least 1")
+
+    def with_(self, **changes: Any) -> PredictorSettings:
+        """A copy with ``changes`` applied (checked again)."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """The monitor (``REGISTRY_MONITOR_*``): how much it reads per transaction, how long the
+    join window stays open, and where its metrics are served.
+
+    ``join_window_s`` bounds how long a result waits (and is deduplicated) for its outcome;
+    ``outcome_ttl_s`` how long an outcome waits for its result before it is dropped and
+    counted as expired. Both bound the database's size under any traffic.
+    """
+
+    ENV: ClassVar[str] = "REGISTRY_MONITOR_"
+
+    max_records: int = 5000
+    poll_timeout_ms: int = 200
+    catch_up_poll_ms: int = 50
+    outcome_ttl_s: float = 7 * 86400.0
+    join_window_s: float = 3 * 86400.0
+    expire_every_s: float = 60.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9466
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the broker is, how topics are named, and each component's section.
+
+    ``bootstrap_servers`` empty means "start the embedded broker" for ``up``; library code
+    always gets a concrete address.
+    """
+
+    ENV: ClassVar[str] = "REGISTRY_"
+
+    bootstrap_servers: str = field(default="", metadata=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    topic_prefix: str = ""
+    client_id: str = "model-registry"
+    data_dir: Path = Path(".model-registry")
+    # A fetch on the embedded broker waits its full max wait even when data arrives: keep it
+    # small there for the request/reply path (docs/design.md#brokers). from_env makes it 500
+    # when a real Kafka is named.
+    fetch_max_wait_ms: int = 10
+    registry_partitions: int = field(default=1, metadata=_env("REGISTRY_PARTITIONS"))
+    prediction_partitions: int = 6
+    replication_factor: int = 1
+    log_level: str = "warning"
+    json_logs: bool = False
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    decider: DeciderSettings = field(default_factory=DeciderSettings)
+    projector: ProjectorSettings = field(default_factory=ProjectorSettings)
+    predictor: PredictorSettings = field(default_factory=PredictorSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment (``os.environ`` unless given), then ``overrides``.
+
+        Raises:
+            SettingsError: a variable holds a value its setting cannot take.
+        """
+        env = os.environ if environ is None else environ
+        values = _read(cls, env)
+        if "fetch_max_wait_ms" not in values and values.get("bootstrap_servers"):
+            values["fetch_max_wait_ms"] = 500  # a real Kafka wakes a waiting fetch early
+        settings = cls(**values)
+        return replace(settings, **overrides) if overrides else settings
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    def topic(self, name: str) -> str:
+        """The full topic name for a logical ``name`` (e.g. ``registry.events``)."""
+        return f"{self.topic_prefix}{name}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments shared by every aiokafka client."""
+        if not self.bootstrap_servers:
+            raise SettingsError(
+                "no Kafka bootstrap address: set KAFKA_BOOTSTRAP_SERVERS or run `model-registry up`"
+            )
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            **self.kafka.client_kwargs(),
+        }
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read(cls: type[Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """The fields of the dataclass ``cls`` that the environment sets (sections in full)."""
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        kind: Any = hints[f.name]
+        if isinstance(kind, type) and is_dataclass(kind):  # a section: read in full
+            section: type[Any] = kind
+            values[f.name] = section(**_read(section, env))
+            continue
+        names = [f.metadata.get("env") or f"{cls.ENV}{f.name.upper()}"]
+        names += list(f.metadata.get("aliases", ()))
+        legacy = getattr(cls, "LEGACY_ENV", None)
+        if legacy:
+            names.append(f"{legacy}{f.name.upper()}")
+        for i, name in enumerate(names):
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            if i > 0:
+                log.warning("%s is deprecated; set %s instead", name, names[0])
+            values[f.name] = _parse(name, raw, kind)
+            break
+    return values
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    if get_origin(kind) in (Union, types.UnionType):
+        kind = next(a for a in get_args(kind) if a is not type(None))
+    if kind is bool:
+        text = raw.strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"{name} must be a flag (1/0, true/false, yes/no, on/off), not {raw!r}")
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            what = "an integer" if kind is int else "a number"
+            raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
+    if kind is Path:
+        return Path(raw)
+    return raw
