@@ -97,7 +97,7 @@ def _history(model_id: str, n_metrics: int) -> list[m.EventBase]:
         decision = decide(cmd, state, now=t0 + timedelta(seconds=i))
         assert not isinstance(decision, Rejection), decision
         for ev in decision:
-            state.apply(ev)
+            state.apply_event(ev)
             events.append(ev)
     return events
 

@@ -59,7 +59,10 @@ def events_inserts(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
 
     Binding the parameters of 2,000 rows in one call costs less than 2,000 calls of
     ``executemany``, and a thread running them gives the GIL back once per statement, not
-    once per row (a per-row hand-over waits on whatever else the process runs)."""
+    once per row (a per-row hand-over waits on whatever else the process runs).
+
+    The rows carry the record's value as bytes (the last column); it is decoded here, on the
+    writer's side of the pipe, not in the process that folds."""
     out = []
     for lo in range(0, len(rows), _EVENTS_PER_INSERT):
         part = rows[lo : lo + _EVENTS_PER_INSERT]
@@ -69,7 +72,10 @@ def events_inserts(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[Any]]]:
             sql = _EVENTS_SQL[len(part)] = "INSERT INTO events VALUES " + ",".join(
                 [one] * len(part)
             )
-        out.append((sql, list(itertools.chain.from_iterable(part))))
+        flat = list(itertools.chain.from_iterable(part))
+        values = flat[_EVENT_COLUMNS - 1 :: _EVENT_COLUMNS]
+        flat[_EVENT_COLUMNS - 1 :: _EVENT_COLUMNS] = [v.decode("utf-8") for v in values]
+        out.append((sql, flat))
     return out
 
 

@@ -31,7 +31,7 @@ from registry.core.state import Change, Fact, ModelState, RegistryState, dumps, 
 
 __all__ = ["BatchRows", "fold_batch", "headers_json", "model_row"]
 
-_HEADERS_CACHE: dict[tuple[tuple[str, bytes], ...], str] = {}
+_HEADERS_CACHE: dict[Any, str] = {}  # headers tuple -> its JSON
 
 
 def headers_json(headers: Sequence[tuple[str, bytes]] | None) -> str:
@@ -115,6 +115,24 @@ class BatchRows:
     def applied_event(self, record: RecordLike, fact: Fact, changes: list[Change]) -> None:
         """An event folded in: its audit row, and the rows of what it changed."""
         self.events.append(_event_row(fact, record, 1))
+        if len(changes) == 1:  # one model's event (the registry-wide clear is the other kind)
+            before, after = changes[0]
+            if before is not None:
+                # The commonest change (metrics, or only the revision), recorded without
+                # ``_diff``'s walk over every table.
+                config, b_config = after.wire, before.wire
+                if (
+                    after.ab_test is before.ab_test
+                    and config["status"] == b_config["status"]
+                    and config["version"] == b_config["version"]
+                ):
+                    self.models[config["id"]] = (after, record.partition, record.offset)
+                    metrics, b_metrics = config.get("metrics"), b_config.get("metrics")
+                    if metrics is not b_metrics and metrics != b_metrics:
+                        self.version_metrics[(config["id"], config["version"])] = metrics
+                    return
+            _diff(before, after, fact, record, self)
+            return
         if fact.type == "RegistryCleared":
             self.registry_revision = fact.revision
         for before, after in changes:
@@ -156,8 +174,9 @@ def fold_batch(
         if enabled:
             gc.enable()
     positions = rows.positions
-    for record in records:
-        positions[record.partition] = record.offset + 1
+    for record in reversed(records):  # the last record of each partition
+        if record.partition not in positions:
+            positions[record.partition] = record.offset + 1
     rows.records = len(records)
     rows.applied = counts.applied
     rows.careful = counts.careful
@@ -169,15 +188,14 @@ def fold_batch(
 
 def _event_row(f: Fact, record: RecordLike, applied: int) -> tuple[Any, ...]:
     value = record.value or b""
+    headers = record.headers
+    text = _HEADERS_CACHE.get(headers) if type(headers) is tuple else None
+    # the first nine fields of a fact are the events columns after (partition, offset); the
+    # value stays bytes: the writer decodes it (valid UTF-8: it parsed as JSON)
     return (
-        record.partition,
-        record.offset,
-        *f[:9],  # id, type, model_id, revision, actor, at, correlation, causation, schema
-        applied,
-        record.timestamp,
-        record.key,
-        headers_json(record.headers),
-        value.decode("utf-8"),  # valid UTF-8: it parsed as JSON
+        (record.partition, record.offset)
+        + f[:9]
+        + (applied, record.timestamp, record.key, text or headers_json(headers), value)
     )
 
 

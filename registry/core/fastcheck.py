@@ -56,7 +56,7 @@ class Doubt(Exception):
 # message models' constraints, with wire names only (the models also take Python names: those
 # records take the careful path) and nothing the models' Python validators would change.
 
-_FORBID = ConfigDict(extra="forbid")
+_FORBID = ConfigDict(extra="forbid", strict=True)
 _Id = Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
 _Reason = NotRequired[Annotated[str, Field(max_length=2000)] | None]
 _Traffic = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
@@ -97,7 +97,7 @@ _Metrics = with_config(_FORBID)(
     )
 )
 # Declared fields first, then the provider's settings in their order: pydantic's order too.
-_ProviderConfig = with_config(ConfigDict(extra="allow"))(
+_ProviderConfig = with_config(ConfigDict(extra="allow", strict=True))(
     TypedDict(  # type: ignore[operator]  # a dict of wire names (some are keywords)
         "_ProviderConfig",
         {
@@ -402,7 +402,9 @@ def _payload_config(p: dict[str, Any], model_id: str) -> dict[str, Any]:
 
 
 def _payload_metrics(p: dict[str, Any], model_id: str) -> dict[str, Any]:
-    return {"metrics": _metrics(p["metrics"])}
+    metrics = p["metrics"]
+    wire = _metrics(metrics)
+    return p if wire is metrics else {"metrics": wire}
 
 
 def _payload_ab_started(p: dict[str, Any], model_id: str) -> dict[str, Any]:
@@ -431,7 +433,7 @@ _validate = _SHAPES.validator.validate_json  # no wrapper: ~1 us each
 def check(value: bytes | str) -> Fact | None:
     """A record's value -> its checked ``Fact``, or ``None`` when the careful path must decide."""
     try:
-        obj = _validate(value, strict=True)
+        obj = _validate(value)
     except ValidationError:
         return None
     at = obj["occurred_at"]

@@ -75,10 +75,11 @@ def fold_records(
 ) -> FoldCounts:
     """Apply ``records`` (in log order) to ``state``; see the module doc."""
     counts = FoldCounts()
-    apply = state.apply
+    apply, fast_check = state.apply, check if fast else None
+    applied = 0
     for record in records:
         value = record.value
-        fact = check(value) if fast and value else None
+        fact = fast_check(value) if fast_check is not None and value else None
         if fact is None:
             counts.careful += 1
             try:
@@ -97,7 +98,8 @@ def fold_records(
             counts.bad += 1
             on_bad(Unfolded(record, "revision_gap", f"{gap}; not applied", fact))
             continue
-        counts.applied += 1
+        applied += 1
         if on_applied is not None:
             on_applied(record, fact, changes)
+    counts.applied = applied
     return counts

@@ -361,7 +361,7 @@ class Decider:
         sends = []
         for event in decision:
             # optimistic: a failed append crashes the process, which rebuilds
-            state.registry.apply(event)
+            state.registry.apply_event(event)
             fut = await self._producer.send(
                 self._events,
                 codec.encode(event),

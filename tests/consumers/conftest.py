@@ -146,7 +146,7 @@ class RegistryWriter:
         decision = decide(command, self.state, now=datetime.now(UTC), allow_clear=True)
         assert not isinstance(decision, Rejection), decision
         for event in decision:
-            self.state.apply(event)
+            self.state.apply_event(event)
             await self.publish(event)
         return list(decision)
 

@@ -43,7 +43,7 @@ def _events() -> list[m.EventBase]:
         decision = decide(command, state, now=NOW)
         assert isinstance(decision, tuple)
         for event in decision:
-            state.apply(event)
+            state.apply_event(event)
             out.append(event)
     return out
 

@@ -127,7 +127,7 @@ def _run(cmds: list[CommandBase]) -> tuple[RegistryState, list[EventBase], list[
             assert decision.message
             continue
         for event in decision:
-            state.apply(event)
+            state.apply_event(event)
             log.append(event)
     return state, log, []
 
@@ -165,7 +165,7 @@ def test_no_sequence_reaches_an_illegal_state_or_skips_a_revision(cmds: list[Com
             if isinstance(event, ModelRegistered):
                 assert event.payload.status in INITIAL_STATUSES
                 assert before is None or not before.live
-            state.apply(event)
+            state.apply_event(event)
         _check_invariants(state)
 
 
@@ -175,7 +175,7 @@ def test_folding_the_log_gives_the_state_decide_saw(cmds: list[CommandBase]) -> 
     state, log, _ = _run(cmds)
     folded = RegistryState()
     for event in log:
-        folded.apply(event)
+        folded.apply_event(event)
     assert folded.models == state.models
     # and every revision is gap-free per model in the log
     seen: dict[str, int] = {}

@@ -52,7 +52,7 @@ def expected_transitions(events: Sequence[EventBase]) -> list[tuple[str, str | N
     for offset, event in enumerate(events):
         touched = list(state.models) if isinstance(event, RegistryCleared) else [event.model_id]
         before = {mid: state.models[mid].status for mid in touched if mid in state.models}
-        state.apply(event)
+        state.apply_event(event)
         for mid in touched:
             old, new = before.get(mid), state.models[mid].status
             if old is not new:
@@ -68,7 +68,7 @@ def assert_matches_fold(path: Path, events: Sequence[EventBase]) -> None:
     """The file holds exactly the fold of ``events`` (produced at offsets 0..n-1 of partition 0)."""
     state = RegistryState()
     for event in events:
-        state.apply(event)
+        state.apply_event(event)
     conn = sqlite3.connect(path)
     try:
         stored = conn.execute(
@@ -94,7 +94,7 @@ def assert_matches_fold(path: Path, events: Sequence[EventBase]) -> None:
         seen: set[tuple[str, str]] = set()
         replay = RegistryState()
         for event in events:
-            replay.apply(event)
+            replay.apply_event(event)
             if event.model_id in replay.models:
                 seen.add((event.model_id, replay.models[event.model_id].config.version))
         assert versions == seen

@@ -244,7 +244,7 @@ def histories(draw: Any, max_commands: int = 40) -> list[EventBase]:
         if isinstance(decision, Rejection):
             continue
         for event in decision:
-            state.apply(event)
+            state.apply_event(event)
             events.append(event)
     return events
 
@@ -523,5 +523,5 @@ def _state_after_register() -> Any:
         id="m1", name="n", version="1.0.0", type=ModelType.NLP, provider=Provider.OPENAI
     )
     (event,) = decide(RegisterModel(model_id="m1", payload=cfg), state, now=T0)  # type: ignore[misc]
-    state.apply(event)
+    state.apply_event(event)
     return state.models["m1"]

@@ -141,7 +141,7 @@ async def test_point_in_time_answers_match_the_states_seen(settings: Settings) -
     random_history(300, seed=11, n_models=6, history=h)
     state = type(h.state)()
     for offset, event in enumerate(h.events):
-        state.apply(event)
+        state.apply_event(event)
         if event.model_id in state.models:
             seen.append((event.model_id, event.occurred_at, offset, state.models[event.model_id]))
     await produce(settings, h.events)

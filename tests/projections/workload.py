@@ -68,7 +68,7 @@ class History:
         if isinstance(decision, Rejection):
             return None
         for event in decision:
-            self.state.apply(event)
+            self.state.apply_event(event)
             self.events.append(event)
         return list(decision)
 

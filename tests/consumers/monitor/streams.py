@@ -38,7 +38,7 @@ def registry_events(*commands: Any, state: RegistryState | None = None) -> list[
         decision = decide(cmd, state, now=T0)
         assert isinstance(decision, tuple), decision
         for event in decision:
-            state.apply(event)
+            state.apply_event(event)
             events.append(event)
     return events
 
