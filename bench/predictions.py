@@ -6,12 +6,12 @@ The same backlog of N requests (a 20% champion/challenger test over two local sc
 models) is answered three ways, each on its own topics of one broker:
 
 - ``bare_send``: a bare aiokafka consume -> transform -> produce loop, stdlib json and one
-  ``send()`` per message (the loop DESIGN.md section 13 measured);
+  ``send()`` per message (the loop the first design measured);
 - ``bare_batched``: the same loop done fast (orjson, ``send_batch`` per partition);
 - ``predictor``: ``PredictionConsumer`` (decode, route, cache, predict, tag, produce, commit).
 
 Each figure is requests/s from the first batch handled to the last result acknowledged.
-Targets (DESIGN.md 12): >= 20,000 requests/s and >= 50% of the bare loop.
+Targets (the first design's): >= 20,000 requests/s and >= 50% of the bare loop.
 """
 
 from __future__ import annotations
@@ -176,8 +176,8 @@ async def main_async(n: int, out: Path) -> None:
     }
     print(f"predictions: {n:,} requests, 20% A/B test over two local scikit-learn models")
     print(
-        f"  bare loop (stdlib json, send per message)   {design:>9,.0f}/s  (baseline, as DESIGN.md "
-        "13)"
+        f"  bare loop (stdlib json, send per message)   {design:>9,.0f}/s  "
+        "(baseline, as the first design measured)"
     )
     print(f"  bare loop (orjson, send_batch)              {fast:>9,.0f}/s  (a faster baseline)")
     print(
