@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY registry ./registry
 COPY projections ./projections
 COPY consumers ./consumers
+COPY model_registry ./model_registry
 COPY schemas ./schemas
 RUN pip install --no-cache-dir '.[sklearn]'
 USER nobody

@@ -37,7 +37,7 @@ def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]
         [
             sys.executable,
             "-m",
-            "registry",
+            "model_registry",
             "up",
             "--only",
             "decider,projector",
@@ -69,7 +69,7 @@ async def client_process(
     bootstrap: str, data_dir: Path, first: int, count: int, models: int, start_at: float
 ) -> None:
     """One client process of the saturation run: prints its finish time and last offset."""
-    from registry.app.client import ModelRegistry
+    from model_registry.client import ModelRegistry
     from registry.infra.settings import Settings
 
     settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=10)
@@ -91,7 +91,7 @@ async def client_process(
 async def saturation(reg: object, settings: object, n: int, clients: int) -> float:
     """n commands from ``clients`` processes (like many CRM modules), until the projection
     shows them."""
-    from registry.app.client import ModelRegistry
+    from model_registry.client import ModelRegistry
     from registry.infra.settings import Settings
 
     assert isinstance(reg, ModelRegistry)
@@ -134,7 +134,7 @@ async def saturation(reg: object, settings: object, n: int, clients: int) -> flo
 
 
 async def read_your_writes(reg: object, seconds: float, rate: float) -> list[float]:
-    from registry.app.client import ModelRegistry
+    from model_registry.client import ModelRegistry
 
     assert isinstance(reg, ModelRegistry)
     await reg.register(
@@ -189,7 +189,7 @@ def mlflow_baseline(n: int) -> float | None:
 
 
 async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
-    from registry.app.client import ModelRegistry
+    from model_registry.client import ModelRegistry
     from registry.infra.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:

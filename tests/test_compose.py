@@ -28,7 +28,10 @@ def test_compose_file_is_true() -> None:
         )
         argv = [*service["command"], "--help"]
         out = subprocess.run(
-            [sys.executable, "-m", "registry", *argv], capture_output=True, text=True, timeout=60
+            [sys.executable, "-m", "model_registry", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert out.returncode == 0, (
             f"{name}: `model-registry {' '.join(argv)}` failed: {out.stderr}"

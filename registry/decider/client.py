@@ -3,7 +3,7 @@
 A write returns once the decider has appended its event (``WriteResult`` carries the
 offsets), or raises ``Rejected`` with the typed rejection, or ``CommandTimeout``. The typed
 methods (``register``, ``update_status``...) are the spec's API; ``ModelRegistry``
-(``registry.app.client``) adds the reads.
+(``model_registry.client``) adds the reads.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ async def _cli(settings: Settings, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "registry",
+        "model_registry",
         *args,
         cwd=REPO,
         env=env,

@@ -71,7 +71,7 @@ def _start(settings: Settings, log: Path, assignment: str) -> subprocess.Popen[b
         "PREDICTOR_SESSION_TIMEOUT_MS": "6000",
     }
     return subprocess.Popen(  # noqa: S603 - fixed argv
-        [sys.executable, "-m", "registry", "--log-level", "info", "predictor"],
+        [sys.executable, "-m", "model_registry", "--log-level", "info", "predictor"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import pytest
 
-from registry.app.schemas import render_schemas
+from model_registry.schemas import render_schemas
 from registry.core import codec, fastcheck, rules
 from registry.core import messages as m
 from registry.core.state import EFFECTS

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from registry.app.client import ModelRegistry
+from model_registry.client import ModelRegistry
 from registry.decider.decider import Decider
 from registry.infra.settings import Settings
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from registry.app.client import ModelRegistry
+from model_registry.client import ModelRegistry
 from registry.core.errors import Rejected, RejectionCode
 from registry.core.messages import RecordMetrics, RecordMetricsPayload
 from registry.core.rules import LEGAL_TRANSITIONS
@@ -225,7 +225,7 @@ async def test_raw_secret_is_rejected_and_never_written(
     ours = [
         r.getMessage() + str(r.__dict__)
         for r in caplog.records
-        if r.name.split(".")[0] in {"registry", "projections", "consumers"}
+        if r.name.split(".")[0] in {"model_registry", "registry", "projections", "consumers"}
     ]
     assert ours, "the decider logged nothing at DEBUG level; the check would be vacuous"
     assert not any(secret in line for line in ours)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.app.client import ModelRegistry
+from model_registry.client import ModelRegistry
 from registry.core.errors import CommandTimeout
 from registry.infra.settings import Settings
 from tests.helpers import eventually, model_config, read_events, read_topic
@@ -32,7 +32,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "registry", *args]
+    return [sys.executable, "-m", "model_registry", *args]
 
 
 @pytest.fixture

@@ -105,7 +105,7 @@ ALLOWED = {"registry/infra/settings.py", "consumers/providers/secrets.py"}
 def test_nothing_else_reads_the_environment() -> None:
     readers = {
         str(path.relative_to(ROOT))
-        for package in ("registry", "projections", "consumers")
+        for package in ("model_registry", "registry", "projections", "consumers")
         for path in (ROOT / package).rglob("*.py")
         if ENV_READ.search(path.read_text(encoding="utf-8"))
     }

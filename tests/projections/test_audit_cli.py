@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from click.testing import CliRunner, Result
 
+from model_registry.cli.main import main
 from projections import Projector, replay
 from projections.audit import AuditEntry
 from projections.schema import projection_path
-from registry.app.cli.main import main
 from registry.core.messages import (
     ClearRegistry,
     ClearRegistryPayload,

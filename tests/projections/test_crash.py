@@ -48,7 +48,16 @@ def spawn(settings: Settings, db: Path) -> subprocess.Popen[bytes]:
         "REGISTRY_DATA_DIR": str(settings.data_dir),
         "REGISTRY_FETCH_MAX_WAIT_MS": "20",
     }
-    cmd = [sys.executable, "-m", "registry", "projector", "--db", str(db), "--max-records", "250"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "model_registry",
+        "projector",
+        "--db",
+        str(db),
+        "--max-records",
+        "250",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
 
 

@@ -24,7 +24,7 @@ from tests.helpers import eventually
 
 
 def test_commands_are_registered() -> None:
-    from registry.app.cli.main import main
+    from model_registry.cli.main import main
 
     assert "monitor" in main.commands
     ab = main.commands["ab"]
@@ -46,7 +46,7 @@ async def test_monitor_process_serves_metrics_on_loopback_and_stops_cleanly(
         "REGISTRY_DATA_DIR": str(tmp_path),
     }
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "registry", "monitor", "--metrics-port", "0"],
+        [sys.executable, "-m", "model_registry", "monitor", "--metrics-port", "0"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -11,7 +11,7 @@ from consumers.monitor.aggregate import OutcomeRow, ResultRow
 from consumers.monitor.plot import plot_report
 from consumers.monitor.report import build_report
 from consumers.monitor.store import ABTestRow, Batch, ModelRow, MonitorStore, SplitRow
-from registry.app.cli.monitor import report_cmd
+from model_registry.cli.monitor import report_cmd
 from tests.consumers.monitor.streams import CHALLENGER, CHAMPION, T0, result
 
 TEST = "ab:lead-scoring-v2:2"

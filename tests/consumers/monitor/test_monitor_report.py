@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from consumers.monitor.report import VERDICT_SRM, VERDICT_WAIT, VERDICT_WORSE, build_report
 from consumers.monitor.service import Monitor
-from registry.app.cli.monitor import report_cmd
+from model_registry.cli.monitor import report_cmd
 from registry.infra.settings import Settings
 from tests.consumers.monitor.streams import (
     T0,

@@ -40,7 +40,7 @@ def _spawn(settings: Settings, db: Path, log: Path) -> subprocess.Popen[bytes]:
         "REGISTRY_MONITOR_MAX_RECORDS": "50",  # many small transactions: the kill lands mid-stream
     }
     return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "registry", "monitor", "--no-metrics", "--db", str(db)],
+        [sys.executable, "-m", "model_registry", "monitor", "--no-metrics", "--db", str(db)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from registry.app.runtime import read_runtime
+from model_registry.runtime import read_runtime
 from registry.core.errors import RegistryError
 from registry.infra.settings import Settings, SettingsError
 

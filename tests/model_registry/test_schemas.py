@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from registry.app.schemas import render_schemas
+from model_registry.schemas import render_schemas
 from registry.core import codec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def test_committed_schemas_match_the_models() -> None:
 
 def test_export_command_writes_the_same_files(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "registry", "schemas", "export", "--out", str(tmp_path)],
+        [sys.executable, "-m", "model_registry", "schemas", "export", "--out", str(tmp_path)],
         check=True,
         timeout=60,
     )

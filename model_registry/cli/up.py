@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from registry.app.cli.common import cli_settings, current_settings
-from registry.app.runtime import read_runtime
+from model_registry.cli.common import cli_settings, current_settings
+from model_registry.runtime import read_runtime
 from registry.infra.settings import Settings
 
 if TYPE_CHECKING:  # the stack imports every component: loaded only by the commands that run it
-    from registry.app.stack import Stack
+    from model_registry.stack import Stack
 
 __all__ = ["register", "run_stack"]
 
@@ -82,7 +82,7 @@ async def run_stack(
     components: tuple[str, ...] | None = None,
 ) -> int:
     """Run the stack until a signal (or a crash); returns the exit code."""
-    from registry.app.stack import COMPONENTS, Stack
+    from model_registry.stack import COMPONENTS, Stack
 
     stack = Stack(
         settings, components=components or COMPONENTS, health_port=health_port, options=options
@@ -96,7 +96,7 @@ async def run_stack(
         await stack.wait_ready()
         click.echo(_banner(stack), err=False)
         if run_demo:
-            from registry.app.demo import run_demo as demo_story
+            from model_registry.demo import run_demo as demo_story
 
             await demo_story(stack.settings, stop=stop)
         last = 0.0
@@ -171,7 +171,7 @@ def up(
 ) -> None:
     """Run the whole registry: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
     decider, projector, prediction consumer and monitor."""
-    from registry.app.stack import COMPONENTS
+    from model_registry.stack import COMPONENTS
 
     settings = current_settings()
     if data_dir is not None:
@@ -209,8 +209,8 @@ def up(
 def demo(data_dir: Path | None, n_requests: int) -> None:
     """Walk the spec's story: against a running `up` if there is one, else on its own
     embedded stack."""
-    from registry.app.demo import run_demo as demo_story
-    from registry.app.stack import COMPONENTS, Stack
+    from model_registry.demo import run_demo as demo_story
+    from model_registry.stack import COMPONENTS, Stack
 
     settings = current_settings()
     if data_dir is not None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from registry.app.cli.common import cli_settings, run, run_until_signalled
+from model_registry.cli.common import cli_settings, run, run_until_signalled
 from registry.core.errors import RegistryError
 
 __all__ = ["register"]

@@ -4,5 +4,5 @@
 decider, ``models register|status|...``, ``ab start|traffic|stop``), ``reads`` (the
 projector, reads of the projection, ``projections``, ``audit``), ``predict`` (the prediction
 consumer, ``predict``), ``monitor`` (the monitor, ``ab report``), ``up`` (``up``, ``demo``).
-``common`` holds what they share; ``registry.app.render`` the human output.
+``common`` holds what they share; ``model_registry.render`` the human output.
 """

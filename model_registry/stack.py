@@ -23,9 +23,9 @@ from typing import Any
 from consumers.monitor.metrics import MetricsServer
 from consumers.monitor.service import Monitor, monitor_path
 from consumers.predictor import PredictionConsumer
+from model_registry.runtime import remove_runtime, write_runtime
 from projections.projector import Projector, projection_path
 from projections.restore import restore_log
-from registry.app.runtime import remove_runtime, write_runtime
 from registry.decider.decider import Decider
 from registry.infra.health import ComponentHealth, serve_health
 from registry.infra.journal import EventJournal, JournalRecord

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from registry.app.client import ModelRegistry
+from model_registry.client import ModelRegistry
 from registry.infra.settings import Settings
 from tests.helpers import model_config
 
@@ -45,7 +45,7 @@ class Up:
             [
                 sys.executable,
                 "-m",
-                "registry",
+                "model_registry",
                 "up",
                 "--data-dir",
                 str(data_dir),
@@ -175,7 +175,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "registry",
+            "model_registry",
             "demo",
             "--data-dir",
             str(tmp_path / "demo"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from registry.app.cli.common import cli_settings, current_settings, run
+from model_registry.cli.common import cli_settings, current_settings, run
 from registry.infra.settings import Settings
 
 __all__ = ["register", "run_monitor"]
@@ -122,7 +122,7 @@ def report_cmd(
     if as_json:
         click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
-        from registry.app.render.report import print_report
+        from model_registry.render.report import print_report
 
         print_report(report)
 

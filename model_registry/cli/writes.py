@@ -8,12 +8,12 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import yaml
 
-from registry.app.cli.common import cli_settings, run, run_until_signalled
+from model_registry.cli.common import cli_settings, run, run_until_signalled
 from registry.core.errors import (
     CommandTimeout,
     RegistryError,
@@ -54,7 +54,7 @@ def decider(allow_clear: bool | None) -> None:
 
 def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
     """Run one write through a ModelRegistry and report it in words."""
-    from registry.app.client import ModelRegistry
+    from model_registry.client import ModelRegistry
 
     settings = cli_settings()
 
@@ -65,14 +65,11 @@ def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
     try:
         result = run(main())
     except Rejected as exc:
-        click.echo(f"rejected ({exc.rejection.code}): {exc.rejection.message}", err=True)
-        sys.exit(2)
+        _exit(2, f"rejected ({exc.rejection.code}): {exc.rejection.message}")
     except CommandTimeout as exc:
-        click.echo(f"timeout: {exc}", err=True)
-        sys.exit(3)
+        _exit(3, f"timeout: {exc}")
     except RegistryError as exc:
-        click.echo(f"error ({exc.code}): {exc}", err=True)
-        sys.exit(3)
+        _exit(3, f"error ({exc.code}): {exc}")
     if result.outcome == "duplicate":
         click.echo(f"{done} earlier (same command id); revision {result.revision}")
     elif not result.events:
@@ -82,6 +79,12 @@ def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
     else:
         where = ", ".join(f"{e.type} at {e.partition}:{e.offset}" for e in result.events)
         click.echo(f"{done}: {result.model_id} now at revision {result.revision} ({where})")
+
+
+def _exit(code: int, message: str) -> NoReturn:
+    """Say why on stderr and exit: 2 for a rejection, 3 for a timeout or no broker."""
+    click.echo(message, err=True)
+    sys.exit(code)
 
 
 def _load_config(path: Path) -> dict[str, Any]:
@@ -110,11 +113,9 @@ def models_register(path: Path) -> None:
     try:
         config = ModelConfig.model_validate(_load_config(path))
     except SecretInConfig as exc:
-        click.echo(f"rejected (SecretInConfig): {exc}", err=True)
-        sys.exit(2)
+        _exit(2, f"rejected (SecretInConfig): {exc}")
     except ValidationError as exc:
-        click.echo(f"rejected (InvalidCommand): {describe_validation_error(exc)[0]}", err=True)
-        sys.exit(2)
+        _exit(2, f"rejected (InvalidCommand): {describe_validation_error(exc)[0]}")
     _write(lambda reg: reg.register(config), "registered")
 
 

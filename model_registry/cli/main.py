@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from registry.app.cli import monitor, predict, reads, up, writes
-from registry.app.cli.common import current_settings
+from model_registry.cli import monitor, predict, reads, up, writes
+from model_registry.cli.common import current_settings
 from registry.infra.logs import configure_logging
 
 __all__ = ["main"]
@@ -43,7 +43,7 @@ def schemas() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True)
 def schemas_export(out: Path) -> None:
     """Write the JSON Schema of every command, event and reply under OUT."""
-    from registry.app.schemas import export_schemas
+    from model_registry.schemas import export_schemas
 
     files = export_schemas(out)
     click.echo(f"wrote {len(files)} schemas under {out}/")

@@ -17,6 +17,7 @@ import pickle
 import random
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from consumers.monitor import build_report, monitor_path
-from registry.app.client import ModelRegistry
-from registry.app.render.report import print_report
+from model_registry.client import ModelRegistry
+from model_registry.render.report import print_report
 from registry.core.errors import Rejected
 from registry.core.predictions import PredictionOutcome, PredictionRequest
 from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of, start_client
@@ -242,39 +243,41 @@ async def run_demo(
 
     console.print("[bold]2. Register, validate, promote, and start a 20% A/B test[/]")
     async with ModelRegistry(settings, actor="demo") as reg:
-        await _step(
-            console,
-            f"register {CHAMPION} 1.0.0 as active",
-            reg.register(_config(CHAMPION, "1.0.0", "active", trained)),
-        )
-        await _step(
-            console,
-            f"record {CHAMPION} metrics",
-            reg.record_metrics(CHAMPION, trained[CHAMPION]["metrics"]),
-        )
-        await _step(
-            console,
-            f"register {CHALLENGER} 2.0.0 as testing",
-            reg.register(_config(CHALLENGER, "2.0.0", "testing", trained)),
-        )
-        await _step(
-            console,
-            f"record {CHALLENGER} validation metrics",
-            reg.record_metrics(CHALLENGER, trained[CHALLENGER]["metrics"]),
-        )
+        metrics = {m: trained[m]["metrics"] for m in (CHAMPION, CHALLENGER)}
+        steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            (
+                f"register {CHAMPION} 1.0.0 as active",
+                lambda: reg.register(_config(CHAMPION, "1.0.0", "active", trained)),
+            ),
+            (
+                f"record {CHAMPION} metrics",
+                lambda: reg.record_metrics(CHAMPION, metrics[CHAMPION]),
+            ),
+            (
+                f"register {CHALLENGER} 2.0.0 as testing",
+                lambda: reg.register(_config(CHALLENGER, "2.0.0", "testing", trained)),
+            ),
+            (
+                f"record {CHALLENGER} validation metrics",
+                lambda: reg.record_metrics(CHALLENGER, metrics[CHALLENGER]),
+            ),
+        ]
+        for label, write in steps:
+            await _step(console, label, write())
         await asyncio.sleep(0.05)
         before_activation = datetime.now(UTC)
         await asyncio.sleep(0.05)
-        await _step(
-            console,
-            f"activate {CHALLENGER}",
-            reg.update_status(CHALLENGER, "active", reason="validation passed"),
-        )
-        await _step(
-            console,
-            f"start A/B: {CHALLENGER} takes 20% of {CHAMPION}",
-            reg.start_ab_test(CHALLENGER, CHAMPION, 20),
-        )
+        for label, write in [
+            (
+                f"activate {CHALLENGER}",
+                lambda: reg.update_status(CHALLENGER, "active", reason="validation passed"),
+            ),
+            (
+                f"start A/B: {CHALLENGER} takes 20% of {CHAMPION}",
+                lambda: reg.start_ab_test(CHALLENGER, CHAMPION, 20),
+            ),
+        ]:
+            await _step(console, label, write())
         view = await reg.get_model(CHALLENGER)
         if view is None:  # read-your-writes: the projection has applied our writes
             raise RuntimeError(f"the projection does not show {CHALLENGER} after its writes")

@@ -16,14 +16,14 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from projections.reader import ProjectionReader
-from projections.schema import projection_path
-from registry.app.cli.common import (
+from model_registry.cli.common import (
     cli_settings,
     current_settings,
     run_reporting,
     run_until_signalled,
 )
+from projections.reader import ProjectionReader
+from projections.schema import projection_path
 
 __all__ = ["register"]
 
@@ -211,8 +211,8 @@ def replay_cmd(
     as_json: bool,
 ) -> None:
     """Events of registry.events by offset or time range, filtered, from the log itself."""
+    from model_registry.render.reads import audit_table
     from projections.audit import dumps, replay
-    from registry.app.render.reads import audit_table
 
     settings = cli_settings()
     since_at, until_at = (_time(v, name) for v, name in ((since, "--since"), (until, "--until")))
@@ -254,7 +254,7 @@ def _time(text: str | None, name: str) -> datetime | None:
 @db_option
 def show_cmd(model_id: str, db: Path | None) -> None:
     """A model's full history, newest first, like `git log`."""
-    from registry.app.render.reads import git_log
+    from model_registry.render.reads import git_log
 
     entries = _read(db, lambda r: r.model_events(model_id))
     if not entries:
@@ -280,7 +280,7 @@ def _read(db: Path | None, query: Callable[[ProjectionReader], Coroutine[Any, An
 @json_option
 def get_cmd(model_id: str, as_of: str | None, db: Path | None, as_json: bool) -> None:
     """One model: now, or as it was at a time or offset."""
-    from registry.app.render.reads import model_detail
+    from model_registry.render.reads import model_detail
 
     when = parse_as_of(as_of)
     view = _read(db, lambda r: r.get_model(model_id, as_of=when))
@@ -308,7 +308,7 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     """Models, optionally filtered."""
-    from registry.app.render.reads import models_table
+    from model_registry.render.reads import models_table
 
     views = _read(
         db,
@@ -328,7 +328,7 @@ def list_cmd(
 @json_option
 def versions_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
     """Every version a model id has carried."""
-    from registry.app.render.reads import versions_table
+    from model_registry.render.reads import versions_table
 
     rows = _read(db, lambda r: r.list_versions(model_id))
     if as_json:
@@ -351,7 +351,7 @@ def versions_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
 @json_option
 def history_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
     """Every status transition of a model."""
-    from registry.app.render.reads import history_table
+    from model_registry.render.reads import history_table
 
     rows = _read(db, lambda r: r.status_history(model_id))
     if as_json:
