@@ -1,6 +1,7 @@
 """Audit replay: the events of ``registry.events`` by offset or time range, filtered.
 
-The log is the source of truth, so replay reads Kafka, not the projection. A time range is
+The log is the source of truth, so replay reads Kafka (through the shared ``LogFollower``),
+not the projection. A time range is
 turned into offsets with ``offsets_for_times`` (on record timestamps, widened by a slack for
 clock differences) and then filtered exactly on each event's ``occurred_at``. A broker that
 answers ``offsets_for_times`` without a timestamp (the embedded one does) is not trusted:
@@ -21,7 +22,7 @@ from projections.guard import high_watermarks
 from registry.core.codec import decode_event
 from registry.core.errors import DecodeError
 from registry.core.messages import EventBase, RegistryCleared
-from registry.infra.kafka.clients import make_consumer, partitions_of, start_client
+from registry.infra.kafka.follower import LogFollower
 from registry.infra.settings import Settings
 
 __all__ = ["AuditEntry", "ReplayFilter", "dumps", "entry_from_row", "replay"]
@@ -192,19 +193,22 @@ async def replay(
     (naive means UTC). Stops at the high watermark seen when the replay started.
     """
     flt = ReplayFilter(model_id, frozenset(types), actor, _utc(since), _utc(until))
-    consumer = make_consumer(settings, max_partition_fetch_bytes=16 * 1024 * 1024)
-    await start_client(consumer, settings)
+    follower = LogFollower(
+        settings,
+        [settings.topic("registry.events")],
+        name="audit replay",
+        partitions=partitions,
+        poll_ms=500,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await follower.start()
     try:
-        tps = await partitions_of(consumer, settings.topic("registry.events"))
-        if partitions is not None:
-            tps = [tp for tp in tps if tp.partition in set(partitions)]
-        consumer.assign(tps)
-        ranges = await _ranges(consumer, tps, flt, from_offset, to_offset)
-        pending = {tp for tp, (start, end) in ranges.items() if start < end}
-        for tp in pending:
-            consumer.seek(tp, ranges[tp][0])
+        consumer = follower.consumer
+        ranges = await _ranges(consumer, follower.partitions, flt, from_offset, to_offset)
+        pending = [tp for tp, (start, end) in ranges.items() if start < end]
+        await follower.seek({tp: ranges[tp][0] for tp in pending})
         while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=5000)
+            batch = await follower.poll(only=pending)
             for tp, records in batch.items():
                 end = ranges[tp][1]
                 for record in records:
@@ -213,11 +217,9 @@ async def replay(
                     entry = _entry(record, flt)
                     if entry is not None:
                         yield entry
-            for tp in list(pending):
-                if await consumer.position(tp) >= ranges[tp][1]:
-                    pending.discard(tp)
+            pending = [tp for tp in pending if await consumer.position(tp) < ranges[tp][1]]
     finally:
-        await consumer.stop()
+        await follower.stop()
 
 
 def _entry(record: ConsumerRecord[bytes, bytes], flt: ReplayFilter) -> AuditEntry | None:

@@ -246,7 +246,7 @@ def _diff(  # noqa: C901 - one comparison per table
         )
     if b_version != version or kind == "ModelRegistered":
         if b_config is not None and b_version != version:
-            rows.superseded.append((at, mid, b_version))  # type: ignore[arg-type]
+            rows.superseded.append((at, mid, str(b_version)))
         major, minor, patch = _release(version)
         rows.versions.append(
             (

@@ -1,5 +1,5 @@
 """Each benchmark runs in its --quick form so the scripts cannot rot; figures are printed and
-written as JSON. No speed is asserted here: speed lives in bench/ (DESIGN.md section 12)."""
+written as JSON. No speed is asserted here: speed lives in bench/ (docs/design.md)."""
 
 from __future__ import annotations
 

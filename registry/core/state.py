@@ -175,7 +175,7 @@ class ModelState:
     """One model's state: its config in wire form, its revision, times and running A/B test.
 
     Immutable (``Final``: the type checker refuses an assignment; no runtime guard, which
-    would cost the fold a third of a microsecond per event), and so is ``wire``: an effect
+    would cost the fold about a microsecond per event), and so is ``wire``: an effect
     copies it. ``config`` (the pydantic ``ModelConfig``) is validated from the wire form the
     first time it is asked for and kept; the fold itself never needs it.
     """
