@@ -7,8 +7,9 @@ inode) with one ``stat`` and reopens when the file was replaced, so a reader nev
 reading a deleted file. A rebuild swaps content in with one SQLite transaction, which WAL
 readers see atomically.
 
-``get_model(id, as_of=...)`` folds the model's stored events with the domain's ``evolve``
-up to a time or an offset: the answer is what the registry held at that moment.
+``get_model(id, as_of=...)`` folds the model's stored events with the one fold
+(``RegistryState.apply``) up to a time or an offset: the answer is what the registry held at
+that moment.
 """
 
 from __future__ import annotations

@@ -268,7 +268,7 @@ _INF = float("inf")
 def _walk(value: Any) -> bool:  # noqa: C901 - one pass over nested JSON, kept flat
     """Check an ``Any`` value (parameters, provider settings): only finite numbers (JSON
     writers disagree about the others, so those take the careful path; raises ``Doubt``).
-    Returns whether the domain's secret scan could refuse it: a string under a key that
+    Returns whether the core's secret scan could refuse it: a string under a key that
     looks secret, at any depth (only then is that scan run, for its verdict)."""
     kind = type(value)
     suspect = False
@@ -294,7 +294,7 @@ def _walk(value: Any) -> bool:  # noqa: C901 - one pass over nested JSON, kept f
 
 
 def _scan(field: str, value: dict[str, Any]) -> None:
-    """``scan_for_secrets`` (the domain's), run only when ``_walk`` says it could refuse."""
+    """``scan_for_secrets`` (the core's), run only when ``_walk`` says it could refuse."""
     if _walk(value):
         _secrets(scan_for_secrets, field, value)
 

@@ -1,7 +1,7 @@
 """Fixtures of the prediction-path tests: registry events, trained models, a running consumer.
 
 Registry state is set up the way the decider would write it: commands are decided with
-``registry.domain.decide`` against a local ``RegistryState`` and the events are produced to
+``registry.core.rules.decide`` against a local ``RegistryState`` and the events are produced to
 ``registry.events`` (key: model id, ``type`` header).
 """
 

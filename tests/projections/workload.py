@@ -1,6 +1,6 @@
 """Registry histories for projection tests, built the way the decider builds them.
 
-Events come from the domain's own ``decide`` on a local ``RegistryState`` (each emitted
+Events come from the core's own ``decide`` on a local ``RegistryState`` (each emitted
 event applied), with a controlled clock, and are produced to ``registry.events`` with the
 model id as key and ``headers_for`` headers — exactly what the single writer does.
 """
