@@ -166,10 +166,6 @@ class ActiveABTest(NamedTuple):
     split_version: int
     started_at: str  # fixed-width UTC text
 
-    @property
-    def started(self) -> datetime:
-        return datetime.fromisoformat(self.started_at)
-
 
 class ModelState:
     """One model's state: its config in wire form, its revision, times and running A/B test.

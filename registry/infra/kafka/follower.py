@@ -130,8 +130,8 @@ class LogFollower:
     """Follows every partition of ``topics`` (or only ``partitions`` of them).
 
     ``start(positions)`` connects and seeks (a partition without a position starts at its
-    beginning); ``poll`` reads one batch; ``catch_up`` reads until every (given) partition
-    has reached its high watermark; ``follow`` reads until ``stop`` is set.
+    beginning); ``poll`` reads one batch (a reader that follows calls it in its own loop);
+    ``catch_up`` reads until every (given) partition has reached its high watermark.
     """
 
     def __init__(
@@ -265,15 +265,6 @@ class LogFollower:
                     await result
             if self.caught_up(only):
                 return
-
-    async def follow(self, stop: asyncio.Event, handle: Callable[[Batch], object]) -> None:
-        """Read and ``handle`` batches until ``stop`` is set."""
-        while not stop.is_set():
-            batch = await self.poll()
-            if batch:
-                result = handle(batch)
-                if inspect.isawaitable(result):
-                    await result
 
     def caught_up(self, only: Sequence[TopicPartition] | None = None) -> bool:
         """Every partition (of ``only``) at its high watermark, as last measured."""
