@@ -25,7 +25,10 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 from registry.core.errors import RegistryError
 
 __all__ = [
+    "AuthSettings",
     "DeciderSettings",
+    "GrantSettings",
+    "LimitSettings",
     "KafkaConnection",
     "MonitorSettings",
     "PredictorSettings",
@@ -177,6 +180,70 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class GrantSettings:
+    """What the operator grants the prediction consumer's providers (``REGISTRY_GRANTS_*``).
+
+    A model's configuration names code, files, credentials and hosts; it gets only what is
+    granted here (docs/security.md). Lists are comma-separated in the environment.
+    """
+
+    ENV: ClassVar[str] = "REGISTRY_GRANTS_"
+
+    callables: tuple[str, ...] = ()
+    """``module:function`` targets a ``custom`` model may name, besides the entry points
+    installed in the ``model_registry.callables`` group."""
+    model_roots: tuple[Path, ...] = ()
+    """Directories model files may be loaded from (resolved; no escape by ``..`` or links)."""
+    allow_pickle: bool = False
+    """Let scikit-learn load pickle/joblib files (digest-pinned only); off: skops only."""
+    env_prefixes: tuple[str, ...] = ("MODEL_SECRET_",)
+    """Environment variables an ``env:NAME`` credential may name: those with these prefixes."""
+    secrets_dir: Path | None = None
+    """Files a ``file:`` credential may name: those under this directory (none when unset)."""
+    hosts: tuple[str, ...] = ()
+    """Hosts HTTP providers may call besides each provider's own defaults (``host``,
+    ``host:port`` or ``*.domain``). Listing a loopback or private address grants it."""
+    allow_private_hosts: bool = False
+    """Let allowed host names resolve to loopback, private or link-local addresses."""
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may write what (``REGISTRY_AUTH_*``; docs/security.md).
+
+    ``actors_file`` is the operator's list of actors (name, public key, roles) the decider
+    verifies every command against; ``identity_file`` is the key this process signs its
+    commands with. Both default to files in the data dir, which ``up`` creates.
+    """
+
+    ENV: ClassVar[str] = "REGISTRY_AUTH_"
+
+    actors_file: Path | None = None
+    """Defaults to ``<data_dir>/actors.json``."""
+    identity_file: Path | None = None
+    """Defaults to ``<data_dir>/identity.json``."""
+    four_eyes: bool = False
+    """Activation needs an actor other than the one who registered or released the version."""
+
+
+@dataclass(frozen=True)
+class LimitSettings:
+    """Bounds at the edge (``REGISTRY_LIMITS_*``): a record over a limit is refused with a
+    typed reason before it is decoded (docs/security.md)."""
+
+    ENV: ClassVar[str] = "REGISTRY_LIMITS_"
+
+    command_bytes: int = 256 * 1024
+    request_bytes: int = 256 * 1024
+    outcome_bytes: int = 64 * 1024
+    event_bytes: int = 1024 * 1024
+    json_depth: int = 32
+    """Deepest nesting of objects and arrays accepted in any input."""
+    dlq_excerpt_bytes: int = 64 * 1024
+    """A dead letter larger than this is written as a reference with an excerpt this long."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the broker is, how topics are named, and each component's section.
 
@@ -204,6 +271,9 @@ class Settings:
     projector: ProjectorSettings = field(default_factory=ProjectorSettings)
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    grants: GrantSettings = field(default_factory=GrantSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -222,6 +292,16 @@ class Settings:
     def with_(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
+
+    @property
+    def actors_file(self) -> Path:
+        """The operator's actors file (``REGISTRY_AUTH_ACTORS_FILE`` or in the data dir)."""
+        return self.auth.actors_file or self.data_dir / "actors.json"
+
+    @property
+    def identity_file(self) -> Path:
+        """The key this process signs with (``REGISTRY_AUTH_IDENTITY_FILE`` or in the data dir)."""
+        return self.auth.identity_file or self.data_dir / "identity.json"
 
     def topic(self, name: str) -> str:
         """The full topic name for a logical ``name`` (e.g. ``registry.events``)."""
@@ -287,4 +367,7 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
             raise SettingsError(f"{name} must be {what}, not {raw!r}") from None
     if kind is Path:
         return Path(raw)
+    if get_origin(kind) is tuple:
+        item = get_args(kind)[0]
+        return tuple(item(part.strip()) for part in raw.split(",") if part.strip())
     return raw
