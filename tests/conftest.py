@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
+from registry.infra.identity import ensure_local, write_actors
 from registry.infra.kafka.broker import EmbeddedBroker
 from registry.infra.kafka.topics import ensure_topics
 from registry.infra.settings import DeciderSettings, Settings
@@ -55,6 +56,20 @@ async def settings(kafka_bootstrap: str, topic_prefix: str, tmp_path: object) ->
         data_dir=tmp_path,  # type: ignore[arg-type]
         fetch_max_wait_ms=20,
         decider=DeciderSettings(allow_clear=True),
+    )
+    # A signing identity and an actors file naming it admin, in tmp_path. It may sign for
+    # any actor (as a gateway would), so tests can write as "alice" or "ops".
+    identity = ensure_local(s)
+    write_actors(
+        s.actors_file,
+        [
+            {
+                "name": identity.actor,
+                "public_key": identity.public_key,
+                "roles": ["admin"],
+                "signs_for": ["*"],
+            }
+        ],
     )
     await ensure_topics(s)
     return s

@@ -77,3 +77,10 @@ def model_config(model_id: str = "lead-scoring-v1", **overrides: Any) -> dict[st
     }
     cfg.update(overrides)
     return cfg
+
+
+def signed(settings: Settings, value: bytes) -> list[tuple[str, bytes]]:
+    """The signature headers the test settings' identity gives a command's bytes."""
+    from registry.infra.identity import load_identity
+
+    return load_identity(settings.identity_file).headers(value)

@@ -90,6 +90,13 @@ def _load(data: bytes | str | None) -> dict[str, Any]:
     return obj
 
 
+def _quoted(name: object) -> str:
+    """A message type fit to print back: a plain name, else only what kind of value it is."""
+    if isinstance(name, str) and name.isidentifier() and len(name) <= 64:
+        return repr(name)
+    return "(missing)" if name is None else f"(a {type(name).__name__} that is not a type name)"
+
+
 def _upcast(obj: dict[str, Any]) -> dict[str, Any]:
     type_name = obj.get("type")
     version = obj.get("schema_version", 1)
@@ -117,7 +124,7 @@ def _decode(
     message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     type_name = obj.get("type")
     if not isinstance(type_name, str) or type_name not in names:
-        raise DecodeError(f"unknown {kind} type {type_name!r}", message_id=message_id)
+        raise DecodeError(f"unknown {kind} type {_quoted(type_name)}", message_id=message_id)
     obj = _upcast(obj)
     try:
         return adapter.validate_python(obj)
@@ -159,7 +166,9 @@ def decode_command(data: bytes | str | None) -> CommandBase:
     obj = _load(data)
     message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     if not isinstance(obj.get("type"), str) or obj.get("type") not in _COMMAND_NAMES:
-        raise DecodeError(f"unknown command type {obj.get('type')!r}", message_id=message_id)
+        raise DecodeError(
+            f"unknown command type {_quoted(obj.get('type'))}", message_id=message_id
+        )
     obj = _upcast(obj)
     try:
         command: CommandBase = COMMAND_ADAPTER.validate_python(obj)

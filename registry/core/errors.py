@@ -51,6 +51,9 @@ class RejectionCode(StrEnum):
     AB_TEST_NOT_RUNNING = "ABTestNotRunning"
     AB_TEST_RUNNING = "ABTestRunning"
     CLEAR_NOT_ALLOWED = "ClearNotAllowed"
+    UNAUTHENTICATED = "Unauthenticated"
+    FORBIDDEN = "Forbidden"
+    OVER_LIMIT = "OverLimit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +143,10 @@ def describe_validation_error(exc: Any) -> tuple[str, str | None]:
     """
     parts: list[str] = []
     first: str | None = None
+    from registry.core.types import mask_segment  # types imports this module
+
     for err in exc.errors(include_input=False, include_url=False, include_context=False):
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        loc = ".".join(mask_segment(p) for p in err.get("loc", ()) if p != "__root__")
         first = first or loc or None
         parts.append(f"{loc or 'message'}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid message", first

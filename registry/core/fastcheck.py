@@ -207,6 +207,9 @@ _PAYLOAD_SHAPES: dict[str, Any] = {
 }
 
 
+_DIGEST = r"^[0-9a-f]{64}$"
+
+
 def _event_shape(cls: type[Any]) -> Any:
     kind = cls.model_fields["type"].default
     cleared = kind == "RegistryCleared"
@@ -225,6 +228,10 @@ def _event_shape(cls: type[Any]) -> Any:
             "correlation_id": NotRequired[Annotated[str, Field(max_length=128)] | None],
             "causation_id": NotRequired[Annotated[str, Field(max_length=128)] | None],
             "revision": Annotated[int, Field(ge=1, lt=2**63)],  # SQLite's integers
+            "signed_by": NotRequired[Annotated[str, Field(max_length=200)] | None],
+            "signature": NotRequired[Annotated[str, Field(max_length=200)] | None],
+            "command_digest": NotRequired[Annotated[str, Field(pattern=_DIGEST)] | None],
+            "prev": NotRequired[Annotated[str, Field(pattern=_DIGEST)] | None],
             "type": Literal[kind],
             "payload": NotRequired[_PAYLOAD_SHAPES[kind]] if cleared else _PAYLOAD_SHAPES[kind],
         },
@@ -460,5 +467,6 @@ def check(value: bytes | str) -> Fact | None:
             obj.get("causation_id"),
             obj.get("schema_version", 1),
             payload,
+            obj.get("prev"),
         ),
     )

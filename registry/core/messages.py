@@ -307,6 +307,14 @@ class EventBase(_Registered):
     _REGISTRY: ClassVar[dict[str, type[Envelope]]] = {}
 
     revision: Annotated[int, Field(ge=1)]
+    signed_by: Annotated[str, Field(max_length=200)] | None = None
+    """The actor whose key signed the command (the actor, or a gateway signing for it)."""
+    signature: Annotated[str, Field(max_length=200)] | None = None
+    """The command's signature (base64 Ed25519; registry.core.auth)."""
+    command_digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 of the command's bytes, the message the signature covers."""
+    prev: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    """SHA-256 of the previous event's bytes in this partition (the hash chain)."""
 
 
 class ModelRegistered(EventBase):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from registry.core.chain import Chain
 from registry.core.codec import careful_fact, check
 from registry.core.errors import DecodeError, RevisionGap
 from registry.core.state import Change, Fact, RegistryState
@@ -42,13 +43,15 @@ class RecordLike(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Unfolded:
-    """A record the fold did not take: ``unreadable`` (no event in it) or ``revision_gap``
-    (an event that is not its model's next: a stray writer or a lost event)."""
+    """A record the fold did not take: ``unreadable`` (no event in it), ``broken_link`` (its
+    hash-chain link does not match: altered, inserted, dropped or reordered records) or
+    ``revision_gap`` (an event that is not its model's next: a stray writer or a lost
+    event)."""
 
     record: RecordLike
-    kind: Literal["unreadable", "revision_gap"]
+    kind: Literal["unreadable", "revision_gap", "broken_link"]
     reason: str
-    fact: Fact | None = None  # the event of a revision gap
+    fact: Fact | None = None  # the event of a revision gap or a broken link
     message_id: str | None = None  # an unreadable record's id, when it could be read
 
 
@@ -72,8 +75,10 @@ def fold_records(
     on_bad: BadRecord,
     on_applied: Applied | None = None,
     fast: bool = True,
+    chain: Chain | None = None,
 ) -> FoldCounts:
-    """Apply ``records`` (in log order) to ``state``; see the module doc."""
+    """Apply ``records`` (in log order) to ``state``; see the module doc. With ``chain``,
+    a record whose hash-chain link does not match is not believed (``broken_link``)."""
     counts = FoldCounts()
     apply, fast_check = state.apply, check if fast else None
     applied = 0
@@ -91,6 +96,12 @@ def fold_records(
             except Exception as exc:  # noqa: BLE001 - a reader's bug must not stop the fold
                 counts.bad += 1
                 on_bad(Unfolded(record, "unreadable", f"unreadable ({type(exc).__name__})"))
+                continue
+        if chain is not None:
+            broken = chain.link(record.partition, value, fact.prev)  # type: ignore[arg-type]
+            if broken is not None:
+                counts.bad += 1
+                on_bad(Unfolded(record, "broken_link", broken, fact))
                 continue
         try:
             changes = apply(fact)

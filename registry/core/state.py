@@ -131,6 +131,8 @@ class Fact(NamedTuple):
     causation_id: str | None
     schema_version: int
     payload: Wire
+    prev: str | None = None
+    """The hash chain's link to the previous event of the partition (registry.core.chain)."""
 
     @property
     def reason(self) -> str | None:
@@ -153,6 +155,7 @@ def fact_of(event: EventBase) -> Fact:
         event.causation_id,
         event.schema_version,
         payload,
+        event.prev,
     )
 
 

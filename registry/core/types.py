@@ -51,6 +51,7 @@ __all__ = [
     "check_credentials",
     "check_endpoint",
     "is_secret_reference",
+    "mask_segment",
     "scan_for_secrets",
 ]
 
@@ -116,7 +117,8 @@ class SemVer:
     def __init__(self, text: str) -> None:
         m = SEMVER.match(text)
         if m is None:
-            raise ValueError(f"'{text}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
+            # The text is not quoted: replies and dead letters never echo what was sent.
+            raise ValueError("not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)")
         self.major, self.minor, self.patch = int(m[1]), int(m[2]), int(m[3])
         self.prerelease: tuple[str, ...] = tuple(m[4].split(".")) if m[4] else ()
         self.build = m[5] or ""
@@ -168,6 +170,22 @@ NON_SECRET_CREDENTIAL_KEYS = frozenset({"region", "apiVersion", "api_version", "
 NON_SECRET_SETTING_KEYS = frozenset({"tokenizer", "authType", "auth_type", "authMode", "auth_mode"})
 
 
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# The most distinctive secret formats (registry.core.secrets has the full list): a key of
+# such a shape is never printed.
+_SECRET_SHAPED = re.compile(r"sk-|AKIA|ASIA|AIza|eyJ|gh[pousr]_|xox[abposr]-|hf_|-----BEGIN")
+
+
+def mask_segment(segment: object) -> str:
+    """A field-path segment fit to print: itself when it is a plain name, else ``*``."""
+    text = str(segment)
+    if isinstance(segment, int) and not isinstance(segment, bool):
+        return text
+    if _PLAIN_SEGMENT.match(text) and not _SECRET_SHAPED.search(text):
+        return text
+    return "*"
+
+
 def is_secret_reference(value: object) -> bool:
     """True when ``value`` is a reference to a secret (``env:NAME`` / ``file:/path``)."""
     return isinstance(value, str) and bool(_ENV_REF.match(value) or _FILE_REF.match(value))
@@ -179,14 +197,14 @@ def check_credentials(field: str, creds: dict[str, Any]) -> None:
         if key in NON_SECRET_CREDENTIAL_KEYS and isinstance(value, str):
             continue
         if not is_secret_reference(value):
-            raise SecretInConfig(f"{field}.{key}")
+            raise SecretInConfig(f"{field}.{mask_segment(key)}")
 
 
 def scan_for_secrets(field: str, value: Any) -> None:
     """Refuse raw values under secret-looking keys anywhere in a nested mapping."""
     if isinstance(value, dict):
         for key, inner in value.items():
-            path = f"{field}.{key}"
+            path = f"{field}.{mask_segment(key)}"
             if isinstance(key, str) and SECRET_KEY.search(key) and not isinstance(inner, dict):
                 # Secrets are strings: a number or flag under e.g. ``maxTokens`` is a setting.
                 if (

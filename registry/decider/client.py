@@ -1,7 +1,9 @@
 """The write side's client: send a command to ``registry.commands``, await its reply.
 
 A write returns once the decider has appended its event (``WriteResult`` carries the
-offsets), or raises ``Rejected`` with the typed rejection, or ``CommandTimeout``. The typed
+offsets), or raises ``Rejected`` with the typed rejection, or ``CommandTimeout``. Every
+command is signed with the client's identity (``Settings.identity_file``, or one given),
+and one that holds a raw secret is refused here, before it is sent (docs/security.md). The typed
 methods (``register``, ``update_status``...) are the spec's API; ``ModelRegistry``
 (``model_registry.client``) adds the reads.
 """
@@ -16,10 +18,17 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from registry.core import codec
-from registry.core.errors import CommandTimeout, Rejected, Rejection, RejectionCode
+from registry.core.errors import (
+    CommandTimeout,
+    Rejected,
+    Rejection,
+    RejectionCode,
+    SecretInConfig,
+)
 from registry.core.messages import (
     ChangeABTraffic,
     ChangeABTrafficPayload,
@@ -44,7 +53,9 @@ from registry.core.messages import (
     UpdateConfig,
     UpdateConfigPayload,
 )
+from registry.core.secrets import find_secret
 from registry.core.types import Metrics, ModelConfig, Routing, Status
+from registry.infra.identity import Identity, load_identity
 from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of, start_client
 from registry.infra.settings import Settings
 
@@ -70,17 +81,24 @@ class WriteResult:
 
 
 class CommandClient:
-    """Sends commands and awaits the decider's replies. Use as ``async with``."""
+    """Sends signed commands and awaits the decider's replies. Use as ``async with``.
+
+    ``identity`` signs every command (default: the one in ``settings.identity_file``);
+    ``actor`` is whom the commands are for: the identity's own actor by default, another
+    only when the actors file lets the identity sign for it (a gateway).
+    """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        actor: str = "python-api",
+        actor: str | None = None,
         timeout: float = 10.0,
+        identity: Identity | None = None,
     ) -> None:
         self.settings = settings
-        self.actor = actor
+        self.identity = identity
+        self._actor = actor
         self.timeout = timeout
         self._producer: AIOKafkaProducer | None = None
         self._replies: AIOKafkaConsumer | None = None
@@ -90,8 +108,17 @@ class CommandClient:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def actor(self) -> str:
+        """Whom this client's commands are for."""
+        if self._actor is not None:
+            return self._actor
+        return self.identity.actor if self.identity is not None else "unknown"
+
     async def start(self) -> None:
         s = self.settings
+        if self.identity is None:
+            self.identity = load_identity(s.identity_file)
         self._producer = make_producer(s, linger_ms=0)
         self._replies = make_consumer(s)
         await start_client(self._producer, s)
@@ -153,18 +180,26 @@ class CommandClient:
         """Send ``command`` and wait for the decider's reply.
 
         Raises:
+            SecretInConfig: the command holds a raw secret; it was not sent.
             Rejected: the rules refused it (``.rejection.code`` says why).
             CommandTimeout: no reply in time (the command may still be applied later).
         """
         assert self._producer is not None, "call start() or use 'async with'"
+        assert self.identity is not None
+        if command.actor == "unknown":
+            command = command.model_copy(update={"actor": self.actor})
+        value = codec.encode(command)
+        secret = find_secret(orjson.loads(value))
+        if secret is not None:
+            raise SecretInConfig(secret)
         fut: asyncio.Future[CommandReply] = asyncio.get_running_loop().create_future()
         self._waiting[command.id] = fut
         try:
             await self._producer.send_and_wait(
                 self.settings.topic("registry.commands"),
-                codec.encode(command),
+                value,
                 key=command.model_id.encode(),
-                headers=codec.headers_for(command),
+                headers=codec.headers_for(command) + self.identity.headers(value),
             )
             try:
                 reply = await asyncio.wait_for(fut, timeout or self.timeout)

@@ -26,11 +26,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import murmur2
 
 from registry.core import codec
+from registry.core.auth import (
+    SIGNATURE_HEADER,
+    SIGNER_HEADER,
+    Actor,
+    authorize,
+    command_digest,
+    four_eyes,
+    signature_valid,
+)
+from registry.core.chain import Chain, record_hash
 from registry.core.errors import DecodeError, Rejection, RejectionCode, SecretInConfig
+from registry.core.limits import over_limits
 from registry.core.messages import (
     REGISTRY_KEY,
     CommandBase,
@@ -41,7 +53,9 @@ from registry.core.messages import (
 )
 from registry.core.replay import RecordLike, fold_records
 from registry.core.rules import decide
+from registry.core.secrets import find_secret
 from registry.core.state import Change, Fact, RegistryState
+from registry.infra.identity import ActorsFile
 from registry.infra.journal import EventJournal, JournalRecord
 from registry.infra.kafka.clients import (
     lag_of,
@@ -75,11 +89,13 @@ class DeciderStats:
     dead_lettered: int = 0
     events_appended: int = 0
     lag: int = 0
-    skipped_events: int = 0  # unreadable or out-of-sequence events ignored by the rebuild
+    unauthenticated: int = 0  # commands refused for a missing or bad signature
+    forbidden: int = 0  # signed commands their actor may not send
+    skipped_events: int = 0  # unreadable, unlinked or out-of-sequence events not believed
     last_progress_monotonic: float = field(default_factory=time.monotonic)
 
 
-_Pending = tuple[CommandBase, list[tuple[EventBase, "asyncio.Future[Any]"]]]
+_Pending = tuple[CommandBase, list[tuple[EventBase, bytes, "asyncio.Future[Any]"]]]
 """A command whose events are being appended, with their send futures."""
 
 
@@ -88,6 +104,20 @@ class _PartitionState:
     registry: RegistryState = field(default_factory=RegistryState)
     # command id -> (revision after it, the events it produced): answers duplicates
     seen: dict[str, tuple[int, list[EventRef]]] = field(default_factory=dict)
+    # model id -> the actor who registered or released its current version (four eyes)
+    authors: dict[str, str] = field(default_factory=dict)
+
+
+_AUTHORED = frozenset({"ModelRegistered", "ModelVersionReleased"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    """A command record whose signature checked out."""
+
+    signer: Actor
+    signature: str
+    digest: str
 
 
 class Decider:
@@ -116,6 +146,10 @@ class Decider:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._crash_after_append = config.crash_after_append
+        self.actors = ActorsFile(settings.actors_file)
+        self.four_eyes = settings.auth.four_eyes
+        self.limits = settings.limits
+        self._chain = Chain()  # the tip of each partition of registry.events
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -123,6 +157,7 @@ class Decider:
     async def start(self) -> None:
         """Connect, rebuild every partition's state from the log, and seek to committed offsets."""
         s = self.settings
+        self.actors.current()  # no actors file: refuse to start, saying what to do
         producer_kwargs = {}
         if s.decider.transactional:
             producer_kwargs["transactional_id"] = f"{s.topic_prefix}registry-decider"
@@ -166,6 +201,7 @@ class Decider:
         reports it; the decider must not build on it."""
         for p in partitions:
             self._states[p] = _PartitionState()
+        self._chain = Chain()
         skipped = LogBadRecords("decider")
         follower = LogFollower(
             self.settings, [self._events], name="decider rebuild", partitions=partitions
@@ -176,7 +212,9 @@ class Decider:
             for tp, records in batch.items():
                 state = self._states[tp.partition]
                 remember = functools.partial(self._remember, state)
-                fold_records(records, state.registry, on_bad=skipped, on_applied=remember)
+                fold_records(
+                    records, state.registry, on_bad=skipped, on_applied=remember, chain=self._chain
+                )
 
         try:
             await follower.catch_up(fold)
@@ -188,7 +226,10 @@ class Decider:
     def _remember(
         state: _PartitionState, record: RecordLike, fact: Fact, changes: list[Change]
     ) -> None:
-        """Note which command caused ``fact``, so a repeat of it is answered, not applied."""
+        """Note which command caused ``fact``, so a repeat of it is answered, not applied, and
+        who authored each model's version (four eyes)."""
+        if fact.type in _AUTHORED:
+            state.authors[fact.model_id] = fact.actor
         if not fact.causation_id:
             return
         ref = EventRef(
@@ -257,9 +298,8 @@ class Decider:
         replies = []
         for command, sends in pending:
             refs = []
-            for event, fut in sends:
+            for event, value, fut in sends:
                 meta = await fut
-                value = codec.encode(event)
                 if self.journal is not None:
                     journal.append(
                         JournalRecord(
@@ -320,20 +360,84 @@ class Decider:
         in_batch: set[str],
         repeated: list[CommandBase],
     ) -> tuple[CommandReply | None, _Pending | None]:
-        """Decide one command record: a reply now, or events in flight (reply after append)."""
-        assert self._producer is not None
+        """Decide one command record: a reply now, or events in flight (reply after append).
+
+        In order: limits (raw bytes), signature, decoding, secrets, the actor's rights, then
+        the rules. Whatever goes wrong with one record becomes its rejection or dead letter;
+        it never stops the decider (docs/security.md)."""
+        value = record.value
+        over = over_limits(value, self.limits.command_bytes, self.limits.json_depth)
+        if over is not None:
+            return await self._dead_letter(record, RejectionCode.OVER_LIMIT, over), None
+        signed = self._verify(record)
+        if isinstance(signed, Rejection):
+            self.stats.unauthenticated += 1
+            return await self._refuse_unread(record, signed), None
+        obj: Any = None
         try:
-            command = codec.decode_command(record.value)
+            obj = orjson.loads(value) if value else None
+            secret = find_secret(obj)
+            if secret is not None:
+                raise SecretInConfig(secret)
+            command = codec.decode_command(value)
         except SecretInConfig as exc:
             # Not copied to the DLQ: that would copy the secret into one more topic.
             self.stats.rejected += 1
             rejection = Rejection(RejectionCode.SECRET_IN_CONFIG, str(exc), exc.field)
-            return self._rejection_reply(exc.message_id, None, rejection), None
+            return self._rejection_reply(_id_of(obj), None, rejection), None
         except DecodeError as exc:
-            self.stats.dead_lettered += 1
-            await send_to_dlq(self._producer, record, exc.reason)
-            rejection = Rejection(RejectionCode.INVALID_COMMAND, exc.reason)
-            return self._rejection_reply(exc.message_id, None, rejection), None
+            return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, exc.reason), None
+        except (orjson.JSONDecodeError, RecursionError) as exc:
+            reason = f"malformed JSON: {exc}" if isinstance(exc, ValueError) else "too deep"
+            return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, reason), None
+        try:
+            return await self._decide_signed(state, record, command, signed, in_batch, repeated)
+        except Exception as exc:  # noqa: BLE001 - one command must never stop the decider
+            log.exception("command %s could not be decided", command.id)
+            reason = f"the command could not be handled ({type(exc).__name__})"
+            return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, reason), None
+
+    def _verify(self, record: ConsumerRecord[bytes, bytes]) -> _Signed | Rejection:
+        """The record's signer, when its signature over the exact value bytes checks out."""
+        signer_name = signature = None
+        for key, raw in record.headers or ():
+            if key == SIGNER_HEADER:
+                signer_name = raw.decode("utf-8", "replace")
+            elif key == SIGNATURE_HEADER:
+                signature = raw.decode("ascii", "replace")
+        if not signer_name or not signature:
+            return Rejection(
+                RejectionCode.UNAUTHENTICATED,
+                "unsigned command: every command carries 'signer' and 'signature' headers "
+                "(docs/security.md#actors)",
+            )
+        actor = self.actors.current().get(signer_name)
+        digest = command_digest(record.value or b"")
+        if actor is None or not signature_valid(actor, digest, signature):
+            # One message for both: the reply does not tell which actor names exist.
+            return Rejection(
+                RejectionCode.UNAUTHENTICATED,
+                "the signature does not verify against the actors file",
+            )
+        return _Signed(actor, signature, digest)
+
+    async def _decide_signed(
+        self,
+        state: _PartitionState,
+        record: ConsumerRecord[bytes, bytes],
+        command: CommandBase,
+        signed: _Signed,
+        in_batch: set[str],
+        repeated: list[CommandBase],
+    ) -> tuple[CommandReply | None, _Pending | None]:
+        assert self._producer is not None
+        refused = authorize(command, signed.signer, self.actors.current())
+        if refused is None and self.four_eyes:
+            refused = four_eyes(command, state.authors.get(command.model_id))
+        if refused is not None:
+            self.stats.forbidden += 1
+            self.stats.rejected += 1
+            return self._rejection_reply(command.id, command, refused), None
         partitions = len(self._states)
         if (
             partitions > 1
@@ -357,22 +461,61 @@ class Decider:
         if isinstance(decision, Rejection):
             self.stats.rejected += 1
             return self._rejection_reply(command.id, command, decision), None
+        if not decision:  # a no-op: nothing to append, answer now
+            self.stats.accepted += 1
+            return self._reply(command, "accepted", [], state), None
+        # Encode every event before changing anything: a failure here leaves no trace.
+        tip = self._chain.tip(record.partition)
+        prev, encoded = tip.hash, []
+        for event in decision:
+            event = event.model_copy(
+                update={
+                    "signed_by": signed.signer.name,
+                    "signature": signed.signature,
+                    "command_digest": signed.digest,
+                    "prev": prev,
+                }
+            )
+            value = codec.encode(event)
+            prev = record_hash(value)
+            encoded.append((event, value))
         self.stats.accepted += 1
         sends = []
-        for event in decision:
+        for event, value in encoded:
             # optimistic: a failed append crashes the process, which rebuilds
             state.registry.apply_event(event)
+            if event.type in _AUTHORED:
+                state.authors[event.model_id] = event.actor
             fut = await self._producer.send(
                 self._events,
-                codec.encode(event),
+                value,
                 key=event.model_id.encode(),
                 partition=record.partition,
                 headers=codec.headers_for(event),
             )
-            sends.append((event, fut))
-        if not sends:  # a no-op: nothing to append, answer now
-            return self._reply(command, "accepted", [], state), None
+            sends.append((event, value, fut))
+        tip.hash, tip.linked = prev, True
         return None, (command, sends)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], code: RejectionCode, reason: str
+    ) -> CommandReply | None:
+        """Copy ``record`` to the DLQ with ``reason``; a rejection reply when its id is readable."""
+        assert self._producer is not None
+        self.stats.dead_lettered += 1
+        await send_to_dlq(self._producer, record, reason)
+        return self._rejection_reply(_id_of_bytes(record.value), None, Rejection(code, reason))
+
+    async def _refuse_unread(
+        self, record: ConsumerRecord[bytes, bytes], rejection: Rejection
+    ) -> CommandReply | None:
+        """Refuse a record without believing it: a reply to its id when one can be read, else
+        a dead letter (nobody to answer)."""
+        command_id = _id_of_bytes(record.value)
+        if command_id is None:
+            return await self._dead_letter(record, rejection.code, rejection.message)
+        self.stats.rejected += 1
+        return self._rejection_reply(command_id, None, rejection)
 
     def _reply(
         self,
@@ -416,3 +559,22 @@ class Decider:
             outcome="rejected",
             rejection={k: str(v) for k, v in rejection.as_dict().items()},
         )
+
+
+def _id_of(obj: Any) -> str | None:
+    """The ``id`` of a decoded message, when it is one a reply can be keyed by."""
+    if isinstance(obj, dict):
+        command_id = obj.get("id")
+        if isinstance(command_id, str) and 0 < len(command_id) <= 128:
+            return command_id
+    return None
+
+
+def _id_of_bytes(value: bytes | None) -> str | None:
+    """The readable ``id`` of a record's value (``None`` for anything unreadable)."""
+    if not value:
+        return None
+    try:
+        return _id_of(orjson.loads(value))
+    except (orjson.JSONDecodeError, RecursionError):
+        return None

@@ -20,7 +20,7 @@ from registry.core.types import Metrics, Status
 from registry.decider.decider import Decider
 from registry.infra.kafka.topics import ensure_topics
 from registry.infra.settings import DeciderSettings, Settings
-from tests.helpers import eventually, model_config, read_events, read_topic
+from tests.helpers import eventually, model_config, read_events, read_topic, signed
 
 # The path from a fresh model to each status, through legal transitions only.
 PATH_TO = {
@@ -167,9 +167,9 @@ async def test_hand_built_json_from_another_language(
     await producer.start()
     try:
         topic = settings.topic("registry.commands")
-        await producer.send_and_wait(topic, b"{not json", key=b"churn-v1")
-        await producer.send_and_wait(topic, orjson.dumps(malformed), key=b"churn-v1")
-        await producer.send_and_wait(topic, orjson.dumps(raw), key=b"churn-v1")
+        for value in (b"{not json", orjson.dumps(malformed), orjson.dumps(raw)):
+            headers = signed(settings, value)  # as a TypeScript module signs (docs/security.md)
+            await producer.send_and_wait(topic, value, key=b"churn-v1", headers=headers)
     finally:
         await producer.stop()
     replies = await eventually(lambda: _replies(settings, command_id, bad_id))
@@ -208,15 +208,16 @@ async def test_raw_secret_is_rejected_and_never_written(
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     await producer.start()
     try:
+        value = orjson.dumps(raw)
         await producer.send_and_wait(
-            settings.topic("registry.commands"), orjson.dumps(raw), key=b"leaky"
+            settings.topic("registry.commands"), value, key=b"leaky", headers=signed(settings, value)
         )
     finally:
         await producer.stop()
     reply = (await eventually(lambda: _replies(settings, command_id)))[command_id]
     assert reply["outcome"] == "rejected"
     assert reply["rejection"]["code"] == "SecretInConfig"
-    assert reply["rejection"]["field"] == "credentials.apiKey"
+    assert reply["rejection"]["field"] == "payload.credentials.apiKey"
     for name in ("registry.events", "registry.replies", "registry.commands.dlq"):
         for record in await read_topic(settings, name):
             assert secret.encode() not in record.value
