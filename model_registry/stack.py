@@ -27,7 +27,9 @@ from model_registry.runtime import remove_runtime, write_runtime
 from projections.projector import Projector, projection_path
 from projections.restore import restore_log
 from registry.decider.decider import Decider
+from registry.infra.files import DataDirLock, private_dir, private_umask
 from registry.infra.health import ComponentHealth, serve_health
+from registry.infra.identity import ensure_local
 from registry.infra.journal import EventJournal, JournalRecord
 from registry.infra.kafka.broker import EmbeddedBroker
 from registry.infra.kafka.clients import make_producer, start_client
@@ -86,6 +88,7 @@ class Stack:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _metrics: Any = None
+    _lock: DataDirLock | None = None
 
     @property
     def embedded(self) -> bool:
@@ -94,7 +97,11 @@ class Stack:
     async def start(self) -> None:
         """Start the broker if needed, create topics, restore the log, start the components."""
         data_dir = self.settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_umask()  # the projection, journal and runtime files: the owner's only
+        private_dir(data_dir)
+        self._lock = DataDirLock(data_dir, "model-registry up")
+        self._lock.acquire()  # a second stack on this data dir is refused, not mixed in
+        ensure_local(self.settings)  # the local signing key and actors file, once
         if not self.settings.bootstrap_servers:
             self.broker = EmbeddedBroker(cluster_id=_cluster_id(data_dir))
             await asyncio.to_thread(self.broker.start)
@@ -194,6 +201,8 @@ class Stack:
         remove_runtime(self.settings.data_dir)
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _checkpoints(db: Path) -> dict[int, int]:
