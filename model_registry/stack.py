@@ -88,7 +88,7 @@ class Stack:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _metrics: Any = None
-    _lock: DataDirLock | None = None
+    _locks: list[DataDirLock] = field(default_factory=list)
 
     @property
     def embedded(self) -> bool:
@@ -99,8 +99,10 @@ class Stack:
         data_dir = self.settings.data_dir
         private_umask()  # the projection, journal and runtime files: the owner's only
         private_dir(data_dir)
-        self._lock = DataDirLock(data_dir, "model-registry up")
-        self._lock.acquire()  # a second stack on this data dir is refused, not mixed in
+        for name in self.components:  # a second stack on this data dir is refused, not mixed in
+            lock = DataDirLock(data_dir, name)
+            lock.acquire()
+            self._locks.append(lock)
         ensure_local(self.settings)  # the local signing key and actors file, once
         if not self.settings.bootstrap_servers:
             self.broker = EmbeddedBroker(cluster_id=_cluster_id(data_dir))
@@ -201,8 +203,9 @@ class Stack:
         remove_runtime(self.settings.data_dir)
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
-        if self._lock is not None:
-            self._lock.release()
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
 
 
 def _checkpoints(db: Path) -> dict[int, int]:

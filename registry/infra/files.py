@@ -3,8 +3,9 @@
 ``private_dir`` creates a directory 0700 (and tightens an existing one); ``write_private``
 writes a file 0600, atomically; ``private_umask`` makes every file a process creates
 afterwards (SQLite databases and their WAL files, the journal, ``runtime.json``) 0600.
-``DataDirLock`` is an advisory lock (``flock``) on ``<data_dir>/.lock``: a second ``up`` or
-decider on the same data dir is refused while the first runs; the lock dies with its process.
+``DataDirLock`` is an advisory lock (``flock``) per component on ``<data_dir>/.<name>.lock``:
+a second ``up`` (or decider, projector...) on the same data dir is refused while the first
+runs; different components may share a data dir; the lock dies with its process.
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 class DataDirLock:
-    """Exclusive use of a data dir by this process (``acquire`` / ``release``)."""
+    """Exclusive use of a data dir by one component of one process (``acquire``/``release``)."""
 
-    def __init__(self, data_dir: Path, holder: str) -> None:
-        self.path = data_dir / ".lock"
-        self.holder = holder
+    def __init__(self, data_dir: Path, name: str) -> None:
+        self.path = data_dir / f".{name}.lock"
+        self.holder = f"a running {name}"
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -74,7 +75,8 @@ class DataDirLock:
             os.close(fd)
             raise DataDirLocked(
                 f"the data dir {self.path.parent} is in use by {holder}; stop it first, or give "
-                "this one its own data dir (REGISTRY_DATA_DIR)"
+                "this one its own data dir (REGISTRY_DATA_DIR): two on one data dir would mix "
+                "their logs"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{self.holder} (pid {os.getpid()})".encode())
