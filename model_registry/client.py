@@ -17,23 +17,29 @@ from projections.schema import projection_path
 from projections.views import ModelView, StatusChange, VersionView
 from registry.core.types import ModelType, Provider, Status
 from registry.decider.client import CommandClient, WriteResult
+from registry.infra.identity import Identity
 from registry.infra.settings import Settings
 
 __all__ = ["ModelRegistry", "WriteResult"]
 
 
 class ModelRegistry(CommandClient):
-    """Async client of the registry. Use as ``async with ModelRegistry(settings) as reg:``."""
+    """Async client of the registry. Use as ``async with ModelRegistry(settings) as reg:``.
+
+    Commands are signed with ``identity`` (default: the key in ``settings.identity_file``,
+    which ``up`` creates for the local user) and sent in the name of ``actor`` (default: the
+    identity's own; another only when the actors file lets the identity sign for it)."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        actor: str = "python-api",
+        actor: str | None = None,
         projection_path: Path | None = None,
         timeout: float = 10.0,
+        identity: Identity | None = None,
     ) -> None:
-        super().__init__(settings, actor=actor, timeout=timeout)
+        super().__init__(settings, actor=actor, timeout=timeout, identity=identity)
         self._projection_path = projection_path or _default_projection(settings)
         self._reader: ProjectionReader | None = None
 

@@ -39,6 +39,7 @@ from projections.schema import (
     writer_pragmas,
 )
 from projections.writer import INSERT_EVENTS, SET_META, batch_statements
+from registry.core.chain import Chain
 from registry.core.state import RegistryState
 
 __all__ = ["BulkWriter"]
@@ -170,6 +171,9 @@ class BulkWriter:
 
     async def load_state(self) -> RegistryState:
         return RegistryState()
+
+    async def load_chain(self) -> Chain:
+        return Chain()  # a new file: the chain starts at the log's beginning
 
     async def write(self, topic: str, rows: BatchRows, expected: dict[int, int]) -> None:
         """Hand the batch to the child; returns once at most ``depth`` batches are pending."""

@@ -38,6 +38,7 @@ from projections.rows import BatchRows, fold_batch
 from projections.schema import SCHEMA_VERSION, projection_path
 from projections.swap import remove_files, swap_in
 from projections.writer import ProjectionWriter
+from registry.core.chain import Chain
 from registry.core.state import RegistryState
 from registry.infra.kafka.clients import make_producer, start_client
 from registry.infra.kafka.dlq import send_to_dlq
@@ -114,6 +115,7 @@ class Projector:
         self._follower: LogFollower | None = None
         self._producer: AIOKafkaProducer | None = None
         self._state = RegistryState()
+        self._chain = Chain()
         self._committed: dict[int, int] = {}
         self._open = False
         self._last_group_commit = 0.0
@@ -144,6 +146,7 @@ class Projector:
                 await self.writer.open()
             await self._check_meta()
             self._state = await self.writer.load_state()
+            self._chain = await self.writer.load_chain()
             self._committed = await self.writer.checkpoints(self.topic)
             await self._start_follower()
             await self._seek_stored(verify=True)
@@ -278,7 +281,8 @@ class Projector:
                     raise ProjectionHistoryMismatch(str(exc)) from exc
                 records = [r for tp in follower.partitions for r in batch.get(tp, ())]
                 if records:
-                    done += await self._submit(fold_batch(self._state, records))
+                    rows = fold_batch(self._state, records, chain=self._chain)
+                    done += await self._submit(rows)
                     if self._bulk:
                         # The fold's state is large, long-lived and acyclic: spare it the
                         # collector's full passes (undone when the rebuild closes).
@@ -325,6 +329,7 @@ class Projector:
 
     async def _reload(self) -> None:
         self._state = await self.writer.load_state()
+        self._chain = await self.writer.load_chain()
         self._committed = await self.writer.checkpoints(self.topic)
         await self._seek_stored(verify=False)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from registry.core.chain import Chain
 from registry.core.replay import RecordLike, Unfolded, fold_records
 from registry.core.state import Change, Fact, ModelState, RegistryState, dumps, iso_text
 
@@ -149,6 +150,13 @@ class BatchRows:
                 _error_row(record, "revision_gap", bad.reason, f.model_id, f.type, f.id, f.revision)
             )
             return
+        if bad.kind == "broken_link" and bad.fact is not None:
+            # Not believed and not in ``events``: the chain's tip stays on the last believed
+            # event. Only the digest is kept; the record stays in the log for the audit.
+            f = bad.fact
+            error = _error_row(record, "broken_link", bad.reason, f.model_id, f.type, f.id, None)
+            self.errors.append((*error[:11], hashlib.sha256(value or b"").hexdigest(), error[12]))
+            return
         error = _error_row(record, "undecodable", bad.reason, None, None, bad.message_id, None)
         self.errors.append(error)
         self.dead_letters.append((record, bad.reason))
@@ -157,9 +165,14 @@ class BatchRows:
 
 
 def fold_batch(
-    state: RegistryState, records: Iterable[RecordLike], *, fast: bool = True
+    state: RegistryState,
+    records: Iterable[RecordLike],
+    *,
+    fast: bool = True,
+    chain: Chain | None = None,
 ) -> BatchRows:
-    """Apply ``records`` (in log order) to ``state`` and return the rows to write."""
+    """Apply ``records`` (in log order) to ``state`` and return the rows to write. With
+    ``chain``, a record whose hash-chain link does not match is refused (not believed)."""
     rows = BatchRows()
     records = records if isinstance(records, list) else list(records)
     # The fold allocates many short-lived objects and no reference cycles: the cyclic
@@ -168,7 +181,12 @@ def fold_batch(
     gc.disable()
     try:
         counts = fold_records(
-            records, state, on_bad=rows.unfolded, on_applied=rows.applied_event, fast=fast
+            records,
+            state,
+            on_bad=rows.unfolded,
+            on_applied=rows.applied_event,
+            fast=fast,
+            chain=chain,
         )
     finally:
         if enabled:

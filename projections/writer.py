@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 
 from projections._bulkchild import events_inserts
 from projections.errors import ProjectionReplaced, ProjectionUnavailable
@@ -22,6 +23,7 @@ from projections.schema import (
     TABLES,
     writer_pragmas,
 )
+from registry.core.chain import Chain, record_hash
 from registry.core.state import ActiveABTest, ModelState, RegistryState, loads
 
 __all__ = ["INSERT_EVENTS", "SET_META", "ProjectionWriter", "batch_statements"]
@@ -162,6 +164,20 @@ class ProjectionWriter:
         if ev is not None:
             return int(ev[0]), str(ev[1]).encode(), None
         return None
+
+    async def load_chain(self) -> Chain:
+        """The hash chain's tips, from the last believed event of each partition."""
+        chain = Chain()
+        async with self.db.execute(
+            "SELECT e.partition, e.value FROM events e JOIN (SELECT partition, MAX(offset) AS o "
+            "FROM events GROUP BY partition) last ON e.partition = last.partition "
+            "AND e.offset = last.o"
+        ) as cur:
+            for partition, value in await cur.fetchall():
+                raw = str(value).encode()
+                tip = chain.tip(int(partition))
+                tip.hash, tip.linked = record_hash(raw), orjson.loads(raw).get("prev") is not None
+        return chain
 
     async def load_state(self) -> RegistryState:
         """The in-memory fold, reloaded from ``models`` (done once at start, never per batch).

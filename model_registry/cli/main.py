@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from model_registry.cli import monitor, predict, reads, up, writes
+from model_registry.cli import audit_verify, monitor, predict, reads, up, writes
 from model_registry.cli.common import current_settings
 from registry.infra.logs import configure_logging
 
@@ -49,5 +49,5 @@ def schemas_export(out: Path) -> None:
     click.echo(f"wrote {len(files)} schemas under {out}/")
 
 
-for _commands in (writes, reads, predict, monitor, up):
+for _commands in (writes, reads, predict, monitor, up, audit_verify):
     _commands.register(main, models=models, ab=ab)

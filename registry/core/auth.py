@@ -60,6 +60,7 @@ __all__ = [
     "required_roles",
     "sign",
     "signature_valid",
+    "valid_actor_name",
 ]
 
 SIGNING_CONTEXT = b"model-registry command v1\n"
@@ -139,6 +140,11 @@ class Actors:
         return cls(out)
 
 
+def valid_actor_name(name: str) -> bool:
+    """Is ``name`` fit to be an actor's name (letters, digits, ``._@-``; 1-200 long)?"""
+    return _NAME.match(name) is not None
+
+
 def _b64(text: Any) -> bytes:
     if not isinstance(text, str):
         raise TypeError("not text")
@@ -184,7 +190,7 @@ def required_roles(command: CommandBase) -> frozenset[Role]:
     if isinstance(command, ClearRegistry):
         return frozenset({Role.ADMIN})
     status: Status | None = None
-    if isinstance(command, RegisterModel) or isinstance(command, ReleaseVersion):
+    if isinstance(command, RegisterModel | ReleaseVersion):
         status = command.payload.status
     elif isinstance(command, ChangeStatus):
         if command.payload.status in _AUTHOR_STATUSES:

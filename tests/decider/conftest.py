@@ -28,5 +28,5 @@ async def decider(settings: Settings) -> AsyncIterator[Decider]:
 
 @pytest.fixture
 async def registry(settings: Settings, decider: Decider) -> AsyncIterator[ModelRegistry]:
-    async with ModelRegistry(settings, actor="tester") as reg:
+    async with ModelRegistry(settings, actor="tester") as reg:  # signs as a gateway would
         yield reg

@@ -210,7 +210,10 @@ async def test_raw_secret_is_rejected_and_never_written(
     try:
         value = orjson.dumps(raw)
         await producer.send_and_wait(
-            settings.topic("registry.commands"), value, key=b"leaky", headers=signed(settings, value)
+            settings.topic("registry.commands"),
+            value,
+            key=b"leaky",
+            headers=signed(settings, value),
         )
     finally:
         await producer.stop()
