@@ -29,6 +29,7 @@ from registry.core.messages import (
     EventBase,
 )
 from registry.core.state import Fact, fact_of
+from registry.core.types import mask_segment
 
 __all__ = [
     "CURRENT_SCHEMA_VERSIONS",
@@ -92,7 +93,7 @@ def _load(data: bytes | str | None) -> dict[str, Any]:
 
 def _quoted(name: object) -> str:
     """A message type fit to print back: a plain name, else only what kind of value it is."""
-    if isinstance(name, str) and name.isidentifier() and len(name) <= 64:
+    if isinstance(name, str) and mask_segment(name) == name:
         return repr(name)
     return "(missing)" if name is None else f"(a {type(name).__name__} that is not a type name)"
 

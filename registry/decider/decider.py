@@ -464,21 +464,7 @@ class Decider:
         if not decision:  # a no-op: nothing to append, answer now
             self.stats.accepted += 1
             return self._reply(command, "accepted", [], state), None
-        # Encode every event before changing anything: a failure here leaves no trace.
-        tip = self._chain.tip(record.partition)
-        prev, encoded = tip.hash, []
-        for event in decision:
-            event = event.model_copy(
-                update={
-                    "signed_by": signed.signer.name,
-                    "signature": signed.signature,
-                    "command_digest": signed.digest,
-                    "prev": prev,
-                }
-            )
-            value = codec.encode(event)
-            prev = record_hash(value)
-            encoded.append((event, value))
+        encoded = self._sealed(decision, signed, record.partition)
         self.stats.accepted += 1
         sends = []
         for event, value in encoded:
@@ -494,8 +480,30 @@ class Decider:
                 headers=codec.headers_for(event),
             )
             sends.append((event, value, fut))
-        tip.hash, tip.linked = prev, True
+        tip = self._chain.tip(record.partition)
+        tip.hash, tip.linked = record_hash(encoded[-1][1]), True
         return None, (command, sends)
+
+    def _sealed(
+        self, events: list[EventBase], signed: _Signed, partition: int
+    ) -> list[tuple[EventBase, bytes]]:
+        """The events with their command's signature and their chain links, encoded.
+
+        Done before anything changes: a failure here leaves no trace."""
+        prev, encoded = self._chain.tip(partition).hash, []
+        for event in events:
+            event = event.model_copy(
+                update={
+                    "signed_by": signed.signer.name,
+                    "signature": signed.signature,
+                    "command_digest": signed.digest,
+                    "prev": prev,
+                }
+            )
+            value = codec.encode(event)
+            prev = record_hash(value)
+            encoded.append((event, value))
+        return encoded
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], code: RejectionCode, reason: str
