@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from registry.core import codec
@@ -360,6 +361,23 @@ class Decider:
         in_batch: set[str],
         repeated: list[CommandBase],
     ) -> tuple[CommandReply | None, _Pending | None]:
+        """``_decide_record``; anything it did not foresee dead-letters the record."""
+        try:
+            return await self._decide_record(state, record, in_batch, repeated)
+        except KafkaError:
+            raise  # the broker, not the record: crash, rebuild, and decide it again
+        except Exception as exc:  # noqa: BLE001 - one command must never stop the decider
+            log.exception("command record %s:%d could not be handled", record.topic, record.offset)
+            reason = f"the command could not be handled ({type(exc).__name__})"
+            return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, reason), None
+
+    async def _decide_record(
+        self,
+        state: _PartitionState,
+        record: ConsumerRecord[bytes, bytes],
+        in_batch: set[str],
+        repeated: list[CommandBase],
+    ) -> tuple[CommandReply | None, _Pending | None]:
         """Decide one command record: a reply now, or events in flight (reply after append).
 
         In order: limits (raw bytes), signature, decoding, secrets, the actor's rights, then
@@ -390,12 +408,7 @@ class Decider:
         except (orjson.JSONDecodeError, RecursionError) as exc:
             reason = f"malformed JSON: {exc}" if isinstance(exc, ValueError) else "too deep"
             return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, reason), None
-        try:
-            return await self._decide_signed(state, record, command, signed, in_batch, repeated)
-        except Exception as exc:  # noqa: BLE001 - one command must never stop the decider
-            log.exception("command %s could not be decided", command.id)
-            reason = f"the command could not be handled ({type(exc).__name__})"
-            return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, reason), None
+        return await self._decide_signed(state, record, command, signed, in_batch, repeated)
 
     def _verify(self, record: ConsumerRecord[bytes, bytes]) -> _Signed | Rejection:
         """The record's signer, when its signature over the exact value bytes checks out."""
