@@ -73,7 +73,7 @@ async def client_process(
     from registry.infra.settings import Settings
 
     settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=10)
-    async with ModelRegistry(settings, actor=f"bench-{first}", timeout=120) as reg:
+    async with ModelRegistry(settings, timeout=120) as reg:
         counter = iter(range(first, first + count))
         last = -1
 
@@ -201,7 +201,7 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
                 data_dir=data_dir,
                 fetch_max_wait_ms=10,
             )
-            async with ModelRegistry(settings, actor="bench", timeout=60) as reg:
+            async with ModelRegistry(settings, timeout=60) as reg:
                 seconds = await saturation(reg, settings, n, clients=2)
                 latencies = await read_your_writes(reg, ryw_seconds, 100.0)
             server_rss = vm_hwm_mb(proc.pid)

@@ -4,7 +4,7 @@ The public face of the Python API::
 
     from model_registry import ModelRegistry, Settings
 
-    async with ModelRegistry(Settings.from_env(), actor="crm-leads") as registry:
+    async with ModelRegistry(Settings.from_env()) as registry:
         await registry.register({...})
 
 This package is the composition root: it assembles the layers below it (``registry.core``,

@@ -59,7 +59,7 @@ def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
     settings = cli_settings()
 
     async def main() -> Any:
-        async with ModelRegistry(settings, actor="cli") as reg:
+        async with ModelRegistry(settings) as reg:
             return await action(reg)
 
     try:
