@@ -13,6 +13,7 @@ its own.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ from registry.core.messages import (
     UpdateConfigPayload,
 )
 from registry.core.state import ModelState, RegistryState, ab_test_id, apply_changes
-from registry.core.types import SemVer, Status
+from registry.core.types import ProviderConfig, SemVer, Status
 
 __all__ = [
     "INITIAL_STATUSES",
@@ -217,6 +218,9 @@ def _register(cmd: RegisterModel, ctx: _Context) -> Decision:
         )
         if problem:
             return problem
+    problem = _provider_config_problem(cfg.provider_config)
+    if problem:
+        return problem
     if cfg.ab_test is not None and cfg.ab_test.enabled:
         champion = cfg.ab_test.champion_model_id
         problem = _ab_problem(cfg.id, str(cfg.type), cfg.status, champion, ctx.registry)
@@ -241,6 +245,37 @@ def _reregister(cmd: RegisterModel, state: ModelState) -> Decision:
     )
 
 
+_CALLABLE = re.compile(
+    r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$"  # module:function
+    r"|^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # an entry point's name
+)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _provider_config_problem(pc: ProviderConfig | None) -> Rejection | None:
+    """What the decider can tell of a provider config by its shape (docs/security.md): the
+    prediction consumer checks everything again against the operator's grants."""
+    if pc is None:
+        return None
+    settings = pc.settings
+    target = settings.get("callable")
+    if target is not None and (not isinstance(target, str) or not _CALLABLE.match(target)):
+        return _reject(
+            RejectionCode.INVALID_COMMAND,
+            "providerConfig.callable names an entry point of 'model_registry.callables' or a "
+            "'package.module:function' the operator granted.",
+            "providerConfig.callable",
+        )
+    digest = settings.get("modelSha256")
+    if digest is not None and (not isinstance(digest, str) or not _SHA256.match(digest)):
+        return _reject(
+            RejectionCode.INVALID_COMMAND,
+            "providerConfig.modelSha256 is the model file's SHA-256: 64 lowercase hex digits.",
+            "providerConfig.modelSha256",
+        )
+    return None
+
+
 @_decides(ReleaseVersion)
 def _release(cmd: ReleaseVersion, ctx: _Context) -> Decision:
     state = _state(cmd, ctx)
@@ -255,6 +290,9 @@ def _release(cmd: ReleaseVersion, ctx: _Context) -> Decision:
             RejectionCode.INVALID_TRANSITION,
             f"'{cmd.model_id}' is deprecated; release new work under a model that is not.",
         )
+    problem = _provider_config_problem(p.changes.provider_config)
+    if problem:
+        return problem
     status = p.status or state.status
     if status not in INITIAL_STATUSES:
         return _reject(
@@ -346,6 +384,9 @@ def _update(cmd: UpdateConfig, ctx: _Context) -> Decision:
             "UpdateConfig needs at least one field in 'changes'.",
             "changes",
         )
+    problem = _provider_config_problem(changes.provider_config)
+    if problem:
+        return problem
     if apply_changes(state.wire, changes.wire()) == state.wire:
         return ()
     payload = UpdateConfigPayload(changes=changes)

@@ -56,6 +56,7 @@ from registry.core.replay import RecordLike, fold_records
 from registry.core.rules import decide
 from registry.core.secrets import find_secret
 from registry.core.state import Change, Fact, RegistryState
+from registry.infra.grants import CALLABLES_GROUP, CODE_SETTINGS, callable_granted
 from registry.infra.identity import ActorsFile
 from registry.infra.journal import EventJournal, JournalRecord
 from registry.infra.kafka.clients import (
@@ -444,9 +445,7 @@ class Decider:
         repeated: list[CommandBase],
     ) -> tuple[CommandReply | None, _Pending | None]:
         assert self._producer is not None
-        refused = authorize(command, signed.signer, self.actors.current())
-        if refused is None and self.four_eyes:
-            refused = four_eyes(command, state.authors.get(command.model_id))
+        refused = self._refusal(command, signed, state)
         if refused is not None:
             self.stats.forbidden += 1
             self.stats.rejected += 1
@@ -517,6 +516,35 @@ class Decider:
             prev = record_hash(value)
             encoded.append((event, value))
         return encoded
+
+    def _refusal(
+        self, command: CommandBase, signed: _Signed, state: _PartitionState
+    ) -> Rejection | None:
+        """Why the signer may not send ``command`` (roles, four eyes, code not granted)."""
+        refused = authorize(command, signed.signer, self.actors.current())
+        if refused is None and self.four_eyes:
+            refused = four_eyes(command, state.authors.get(command.model_id))
+        return refused or self._code_not_granted(command)
+
+    def _code_not_granted(self, command: CommandBase) -> Rejection | None:
+        """A config naming code the operator did not grant is refused here already (the
+        prediction consumer would refuse to load it)."""
+        changes = getattr(command.payload, "changes", None)
+        config = changes if changes is not None else command.payload
+        pc = getattr(config, "provider_config", None)
+        if pc is None:
+            return None
+        for name in CODE_SETTINGS:
+            target = pc.settings.get(name)
+            if isinstance(target, str) and not callable_granted(target, self.settings.grants):
+                return Rejection(
+                    RejectionCode.FORBIDDEN,
+                    f"providerConfig.{name} names code the operator has not granted: install it "
+                    f"as an entry point of '{CALLABLES_GROUP}' or list it in "
+                    "REGISTRY_GRANTS_CALLABLES (docs/security.md)",
+                    f"providerConfig.{name}",
+                )
+        return None
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], code: RejectionCode, reason: str

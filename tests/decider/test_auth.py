@@ -265,3 +265,36 @@ async def test_the_client_signs_with_the_identity_of_the_settings(
     assert event["actor"] == event["signed_by"] == identity.actor
     assert result.revision == 1
     assert signed(settings, b"x")[0] == (SIGNER_HEADER, identity.actor.encode())
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["subprocess:getoutput", "os:system", "builtins:eval", "os:getenv", "pickle:loads"],
+)
+async def test_code_the_operator_did_not_grant_is_refused_at_registration(
+    registry: ModelRegistry, target: str
+) -> None:
+    config = model_config("rules", provider="custom")
+    config["providerConfig"] = {"provider": "custom", "callable": target}
+    with pytest.raises(Rejected) as refused:
+        await registry.register(config)
+    assert refused.value.rejection.code == RejectionCode.FORBIDDEN
+    assert refused.value.rejection.field == "providerConfig.callable"
+    config["providerConfig"]["callable"] = "os.system; id"  # not even a name
+    with pytest.raises(Rejected) as refused:
+        await registry.register(config)
+    assert refused.value.rejection.code == RejectionCode.FORBIDDEN
+
+
+async def test_granted_code_is_accepted(settings: Settings) -> None:
+    from registry.infra.settings import GrantSettings
+
+    target = "tests.consumers.custom_models:score"
+    granted = settings.with_(grants=GrantSettings(callables=(target,)))
+    config = model_config("rules", provider="custom")
+    config["providerConfig"] = {"provider": "custom", "callable": target}
+    async with running(granted), ModelRegistry(granted) as reg:
+        assert (await reg.register(config)).revision == 1
+        change = {"provider": "custom", "callable": "os:system"}
+        with pytest.raises(Rejected):
+            await reg.update_config("rules", provider_config=change)
