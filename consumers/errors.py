@@ -13,7 +13,10 @@
           ├── ProviderRejected           the provider refused the call (4xx)
           ├── ProviderBadResponse        the provider answered something unreadable
           ├── ProviderNotInstalled       an optional framework (torch, tensorflow) is missing
-          ├── ProviderConfigInvalid      providerConfig lacks or garbles a setting
+          ├── ProviderConfigInvalid      providerConfig lacks or garbles a setting, or names
+          │    │                         code, a file or a credential the operator did not grant
+          │    └── HostNotAllowed        the endpoint's host (or an address it resolves to) is
+          │                              not on the provider's allow-list: nothing was sent
           ├── CredentialUnavailable      a credential reference could not be resolved
           └── ProviderFailed             anything else the provider raised
 
@@ -31,6 +34,7 @@ from registry.core.errors import RegistryError
 
 __all__ = [
     "CredentialUnavailable",
+    "HostNotAllowed",
     "InvalidInput",
     "InvalidRequest",
     "ModelNotActive",
@@ -60,6 +64,7 @@ class PredictionErrorCode(StrEnum):
     PROVIDER_BAD_RESPONSE = "ProviderBadResponse"
     PROVIDER_NOT_INSTALLED = "ProviderNotInstalled"
     PROVIDER_CONFIG_INVALID = "ProviderConfigInvalid"
+    HOST_NOT_ALLOWED = "HostNotAllowed"
     CREDENTIAL_UNAVAILABLE = "CredentialUnavailable"
     PROVIDER_FAILED = "ProviderFailed"
 
@@ -120,6 +125,15 @@ class ProviderNotInstalled(PredictionFailure):
 
 class ProviderConfigInvalid(PredictionFailure):
     error_code = PredictionErrorCode.PROVIDER_CONFIG_INVALID
+
+
+class HostNotAllowed(ProviderConfigInvalid):
+    """The endpoint names a host the operator did not grant (docs/security-providers.md).
+
+    Raised before any byte is sent; the message names the host, never a credential.
+    """
+
+    error_code = PredictionErrorCode.HOST_NOT_ALLOWED
 
 
 class CredentialUnavailable(PredictionFailure):

@@ -95,7 +95,9 @@ class PredictionConsumer:
         self.stats = PredictorStats()
         self.ready = asyncio.Event()
         self.view = RegistryView(settings)
-        self.factory = factory or ProviderFactory(CallPolicy.of(config))
+        self.factory = factory or ProviderFactory(
+            CallPolicy.of(config), grants=settings.grants, data_dir=settings.data_dir
+        )
         self.pipeline = PredictionPipeline(
             self.view,
             self.factory,

@@ -5,6 +5,7 @@ default 256),
 ``systemPrompt``, ``temperature``, ``apiVersion`` (the ``anthropic-version`` header,
 default 2023-06-01), ``parseJson``. ``endpoint`` is the API base (default https://api.anthropic.com).
 ``credentials.apiKey`` is a reference, resolved per call into the ``x-api-key`` header.
+Hosts: ``api.anthropic.com`` (https) and ``grants.hosts`` only (docs/security-providers.md).
 
 Output: ``{"prediction": text, "model", "stopReason", "usage"}``. 429, 5xx and 529
 (overloaded) are transient and retried by the call policy.
@@ -18,11 +19,13 @@ import orjson
 
 from consumers.errors import ProviderBadResponse
 from consumers.providers.base import ProviderSpec, RemoteProvider
-from consumers.providers.http import make_client, post_json, prompt_of
+from consumers.providers.http import host_policy, make_client, post_json, prompt_of
 
-__all__ = ["AnthropicProvider"]
+__all__ = ["DEFAULT_HOSTS", "AnthropicProvider"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
+DEFAULT_HOSTS = ("api.anthropic.com:443",)
+"""Hosts an Anthropic model may call ungranted (https only)."""
 DEFAULT_API_VERSION = "2023-06-01"
 
 
@@ -40,7 +43,9 @@ class AnthropicProvider(RemoteProvider):
         self.api_version: str = spec.setting("apiVersion", DEFAULT_API_VERSION)
         self.parse_json: bool = spec.setting("parseJson", False, bool)
         self.url = (spec.endpoint or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
-        self.client = make_client(spec)
+        hosts = host_policy(spec, DEFAULT_HOSTS)
+        hosts.check_url(self.url)
+        self.client = make_client(spec, hosts)
 
     def _body(self, value: Any) -> bytes:
         prompt = prompt_of(value)

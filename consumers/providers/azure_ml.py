@@ -9,6 +9,9 @@ default 50).
 The answer is a list with one prediction per input, or a mapping holding that list under
 ``predictions``, ``outputs`` or ``result``. Each prediction that is not a mapping is wrapped
 as ``{"prediction": value}``.
+
+Hosts: Azure ML's managed online endpoints (``*.inference.ml.azure.com`` and the sovereign
+clouds' ``.us``/``.cn``, https) and ``grants.hosts`` only (docs/security-providers.md).
 """
 
 from __future__ import annotations
@@ -21,9 +24,16 @@ import orjson
 
 from consumers.errors import CredentialUnavailable, ProviderBadResponse, ProviderConfigInvalid
 from consumers.providers.base import ModelProvider, ProviderSpec
-from consumers.providers.http import make_client, post_json
+from consumers.providers.http import host_policy, make_client, post_json
 
-__all__ = ["AzureMLProvider"]
+__all__ = ["DEFAULT_HOSTS", "AzureMLProvider"]
+
+DEFAULT_HOSTS = (
+    "*.inference.ml.azure.com:443",
+    "*.inference.ml.azure.us:443",
+    "*.inference.ml.azure.cn:443",
+)
+"""Hosts an Azure ML model may call ungranted: managed online endpoints (https only)."""
 
 _LIST_KEYS = ("predictions", "outputs", "result")
 
@@ -36,10 +46,12 @@ class AzureMLProvider(ModelProvider):
         if not spec.endpoint:
             raise ProviderConfigInvalid(f"{spec.label}: the scoring URI (endpoint) is required")
         self.url = spec.endpoint
+        hosts = host_policy(spec, DEFAULT_HOSTS)
+        hosts.check_url(self.url)
         self.deployment: str | None = spec.setting("deployment", None)
         self.input_key: str = spec.setting("inputKey", "data")
         self.batch_size = int(spec.number("batchSize", 50, minimum=1))
-        self.client = make_client(spec)
+        self.client = make_client(spec, hosts)
         self._slots = asyncio.Semaphore(spec.policy.concurrency)
 
     def _headers(self) -> dict[str, str]:

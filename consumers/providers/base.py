@@ -1,8 +1,10 @@
 """The provider port: ``ModelProvider`` turns a batch of inputs into outputs for one model.
 
 ``ProviderSpec`` is what a provider knows of its model: ids, type, endpoint, credential
-*references* and the provider-specific settings of ``providerConfig``. A provider reports
-failures per input as ``PredictionFailure`` values, so one bad input never fails its batch.
+*references*, the provider-specific settings of ``providerConfig``, and what the operator
+grants (``GrantSettings``: code, model roots, credentials, hosts;
+docs/security-providers.md). A provider reports failures per input as ``PredictionFailure``
+values, so one bad input never fails its batch.
 
 ``RemoteProvider`` adds the call policy of remote providers: a timeout per attempt,
 retries with exponential backoff and jitter for transient failures, bounded concurrency.
@@ -28,7 +30,7 @@ from consumers.errors import (
 )
 from consumers.providers.secrets import Secret, redact, resolve_reference
 from registry.core.types import ModelConfig, ModelType, Provider
-from registry.infra.settings import PredictorSettings
+from registry.infra.settings import GrantSettings, PredictorSettings
 
 __all__ = [
     "BrokenProvider",
@@ -113,12 +115,16 @@ class ProviderSpec:
     credentials: Mapping[str, str] = field(default_factory=dict)
     settings: Mapping[str, Any] = field(default_factory=dict)
     policy: CallPolicy = field(default_factory=CallPolicy)
+    grants: GrantSettings = field(default_factory=GrantSettings)
 
     @classmethod
-    def from_config(cls, config: ModelConfig, policy: CallPolicy) -> ProviderSpec:
+    def from_config(
+        cls, config: ModelConfig, policy: CallPolicy, grants: GrantSettings | None = None
+    ) -> ProviderSpec:
         """The spec of a model: ``providerConfig`` first, the top-level fields as defaults.
 
-        ``timeoutS``, ``retries`` and ``maxConcurrency`` in the settings override ``policy``.
+        ``timeoutS``, ``retries`` and ``maxConcurrency`` in the settings override ``policy``;
+        ``grants`` come from the operator only (never from the model).
         """
         pc = config.provider_config
         credentials = {**(config.credentials or {}), **((pc.credentials if pc else None) or {})}
@@ -133,6 +139,7 @@ class ProviderSpec:
             credentials,
             settings,
             policy,
+            grants or GrantSettings(),
         )
         return spec._with_policy_overrides()
 
@@ -155,6 +162,7 @@ class ProviderSpec:
             self.credentials,
             self.settings,
             policy,
+            self.grants,
         )
 
     @property
@@ -179,17 +187,18 @@ class ProviderSpec:
         return float(value)
 
     def credential(self, name: str, *, required: bool = True) -> Secret | None:
-        """Resolve the credential reference ``name`` now, at call time.
+        """Resolve the credential reference ``name`` now, at call time, within the grants.
 
         Raises:
-            CredentialUnavailable: not configured (when required) or not resolvable.
+            CredentialUnavailable: not configured (when required), not granted, or not
+                resolvable.
         """
         ref = self.credentials.get(name)
         if ref is None:
             if required:
                 raise CredentialUnavailable(f"{self.label}: credentials.{name} is not configured")
             return None
-        return resolve_reference(f"credentials.{name}", ref)
+        return resolve_reference(f"credentials.{name}", ref, self.grants)
 
     def plain(self, name: str) -> str | None:
         """A non-secret credential entry (``region``) or setting of that name."""

@@ -1,95 +1,93 @@
-"""custom: a Python callable named ``module:function`` (self-hosted or rule-based models).
+"""custom: a Python callable the operator granted (self-hosted or rule-based models).
 
-Settings: ``callable`` (required, ``package.module:function``), ``batch`` (default false:
-the function takes one input; true: it takes the list of inputs and returns a list of the
-same length). The function may be ``async``. A sync function runs on the event loop, so it
-should be quick (rules, lookups); put slow work behind an ``async`` function. It may raise a
-``consumers.errors.PredictionFailure`` (e.g. ``InvalidInput``) to give a precise code.
+Settings: ``callable`` (required): the name of an entry point of the
+``model_registry.callables`` group, or an exact ``module:function`` listed in
+``REGISTRY_GRANTS_CALLABLES`` (``consumers.providers.callables``; anything else is refused
+before anything is imported). ``batch`` (default false: the function takes one input; true:
+it takes the list of inputs and returns a list of the same length).
+
+The function may be ``async``: it runs on the event loop under the call policy (timeout per
+attempt, retries, at most ``concurrency`` calls at a time). A sync function runs in a thread
+of the provider's own pool of ``concurrency`` threads, under the same timeout: a call that
+overruns yields ``ProviderTimeout`` for its input at once; its thread runs on to its end (a
+thread cannot be stopped) and keeps its slot until then, so a stuck function exhausts its own
+model's pool (its calls time out, then the circuit breaker pauses them), never the event loop
+nor another model. The function may raise a ``consumers.errors.PredictionFailure`` (e.g.
+``InvalidInput``) to give a precise code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import contextlib
 import inspect
-import random
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from consumers.errors import PredictionFailure, ProviderBadResponse, ProviderConfigInvalid
-from consumers.providers.base import ProviderSpec, RemoteProvider, as_failure
+from consumers.errors import ProviderBadResponse
+from consumers.providers.base import ProviderSpec, RemoteProvider
+from consumers.providers.callables import granted_callable
 
 __all__ = ["CustomProvider", "load_callable"]
 
 
 def load_callable(spec: ProviderSpec, target: str) -> Callable[..., Any]:
-    """Import ``module:function``. Raises ``ProviderConfigInvalid``."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ProviderConfigInvalid(
-            f"{spec.label}: providerConfig.callable must look like 'package.module:function'"
-        )
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except ImportError as exc:
-        raise ProviderConfigInvalid(
-            f"{spec.label}: cannot import {module_name} ({type(exc).__name__})"
-        ) from None
-    except AttributeError:
-        raise ProviderConfigInvalid(
-            f"{spec.label}: {module_name} has no attribute {attr}"
-        ) from None
-    if not callable(obj):
-        raise ProviderConfigInvalid(f"{spec.label}: {target} is not callable")
-    return obj  # type: ignore[no-any-return]
+    """The granted callable ``target`` names. Raises ``ProviderConfigInvalid``."""
+    return granted_callable(spec.label, "callable", target, spec.grants)  # type: ignore[no-any-return]
+
+
+def _is_async(function: Callable[..., Any]) -> bool:
+    call = getattr(function, "__call__", None)  # noqa: B004 - an instance with async __call__
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call)
+
+
+def _release_on(loop: asyncio.AbstractEventLoop, slots: asyncio.Semaphore) -> None:
+    """Give a thread's slot back, from the thread that ends (the loop may be gone by then)."""
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the slot
+        loop.call_soon_threadsafe(slots.release)
 
 
 class CustomProvider(RemoteProvider):
-    """Calls a user function per input (or once per batch with ``batch: true``)."""
+    """Calls a granted function per input (or once per batch with ``batch: true``)."""
 
     def __init__(self, spec: ProviderSpec) -> None:
         super().__init__(spec)
         self.function = load_callable(spec, spec.setting("callable"))
         self.batch: bool = spec.setting("batch", False, bool)
-        self.is_async = inspect.iscoroutinefunction(self.function)
+        self.is_async = _is_async(self.function)
+        self._pool: ThreadPoolExecutor | None = None
+        self._threads: asyncio.Semaphore | None = None
+        if not self.is_async:
+            size = spec.policy.concurrency
+            self._pool = ThreadPoolExecutor(size, thread_name_prefix=f"custom-{spec.model_id}")
+            self._threads = asyncio.Semaphore(size)
 
     async def predict_one(self, value: Any) -> Any:
-        out = self.function(value)
+        out = await self._call_sync(value) if self._pool is not None else self.function(value)
         if inspect.isawaitable(out):
             out = await out
         return out
 
-    def _call_sync(self, value: Any) -> Any:
+    async def _call_sync(self, value: Any) -> Any:
+        """Run the sync function in the provider's pool; the slot is held until the thread
+        ends, not until the caller stops waiting (a timed-out call keeps its slot)."""
+        assert self._pool is not None
+        assert self._threads is not None
+        slots = self._threads
+        await slots.acquire()  # waiting for a slot counts against the call's timeout
+        loop = asyncio.get_running_loop()
         try:
-            return self.function(value)
-        except Exception as exc:  # noqa: BLE001 - reported in the input's slot
-            return as_failure(exc, self.spec)
-
-    async def _sync_batch(self, inputs: Sequence[Any]) -> list[Any]:
-        """A sync function runs inline (it cannot be timed out). Transient failures are
-        retried in rounds: one backoff per round for the whole batch, not one per input."""
-        outputs = [self._call_sync(v) for v in inputs]
-        policy = self.spec.policy
-        for attempt in range(policy.retries):
-            pending = [
-                i
-                for i, out in enumerate(outputs)
-                if isinstance(out, PredictionFailure) and out.transient
-            ]
-            if not pending:
-                break
-            await asyncio.sleep(policy.backoff_s * (2**attempt) * (0.5 + random.random()))  # noqa: S311 - jitter
-            for i in pending:
-                outputs[i] = self._call_sync(inputs[i])
-        return outputs
+            future = self._pool.submit(self.function, value)
+        except BaseException:
+            slots.release()
+            raise
+        future.add_done_callback(lambda _: _release_on(loop, slots))
+        return await asyncio.wrap_future(future)
 
     async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
         if not self.batch:
-            if self.is_async:
-                return await super().predict_batch(inputs)  # concurrent, under the call policy
-            return await self._sync_batch(inputs)
+            return await super().predict_batch(inputs)  # one guarded call per input
         outputs = await self.guarded(lambda: self.predict_one(list(inputs)))
         if not isinstance(outputs, list) or len(outputs) != len(inputs):
             if not isinstance(outputs, Exception):
@@ -99,3 +97,7 @@ class CustomProvider(RemoteProvider):
                 )
             return [outputs] * len(inputs)
         return outputs
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

@@ -5,6 +5,11 @@ model id and reused while the model's provider-relevant config is unchanged; a c
 config (new version, endpoint, settings...) builds a new one and retires the old, closed at
 the next ``collect()``. A provider that cannot be built becomes a ``BrokenProvider`` that
 answers every input with the typed failure, so a bad config costs errors, not a crash.
+
+The factory holds the operator's grants (``GrantSettings``; docs/security-providers.md) and
+hands them to every provider in its spec: a model's configuration never widens them. Given
+the data dir, ``<data_dir>/models`` is a granted model root too (where ``up`` and the demo keep
+their model files; the data dir is the operator's, mode 0700).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -26,6 +33,7 @@ from consumers.providers.base import (
 )
 from consumers.providers.mock import MockProvider
 from registry.core.types import ModelConfig, Provider
+from registry.infra.settings import GrantSettings
 
 __all__ = ["ADAPTERS", "ProviderFactory"]
 
@@ -69,8 +77,17 @@ class ProviderFactory:
         self,
         policy: CallPolicy | None = None,
         adapters: Mapping[Provider, str | type[ModelProvider]] | None = None,
+        *,
+        grants: GrantSettings | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """``grants``: what the operator grants (none but the defaults when omitted);
+        ``data_dir``: adds ``<data_dir>/models`` to the granted model roots."""
         self.policy = policy or CallPolicy()
+        grants = grants or GrantSettings()
+        if data_dir is not None:
+            grants = replace(grants, model_roots=(*grants.model_roots, Path(data_dir) / "models"))
+        self.grants = grants
         self.adapters: dict[Provider, str | type[ModelProvider]] = {**ADAPTERS, **(adapters or {})}
         self._by_model: dict[str, tuple[ModelConfig, bytes, ModelProvider]] = {}
         self._retired: list[ModelProvider] = []
@@ -83,7 +100,7 @@ class ProviderFactory:
                 f"model '{config.id}': provider is {config.provider} "
                 f"but providerConfig.provider is {pc.provider}"
             )
-        return ProviderSpec.from_config(config, self.policy)
+        return ProviderSpec.from_config(config, self.policy, self.grants)
 
     def _adapter(self, provider: Provider) -> type[ModelProvider]:
         target = self.adapters.get(provider)

@@ -1,11 +1,27 @@
 """pytorch and tensorflow: optional extras, loaded only when a model uses them.
 
-When the framework is not installed, building the provider succeeds and every prediction
-fails with ``ProviderNotInstalled`` (a typed error at use, never an import error at start).
+When the framework is not installed, building the provider succeeds (once its settings are
+valid) and every prediction fails with ``ProviderNotInstalled`` (a typed error at use, never
+an import error at start).
 
-Settings: ``modelPath`` (required): a TorchScript file (``torch.jit.save``) or a Keras model
-(``.keras`` / SavedModel). Inputs are lists of numbers (or mappings, ordered by the
-``features`` setting). Output: ``{"prediction": value}`` with the model's output row.
+Settings: ``modelPath`` (required, under a granted model root) and ``modelSha256`` (required:
+the SHA-256 of the file, or the directory digest of a SavedModel: ``consumers.providers.files``),
+checked before anything is deserialised. Inputs are lists of numbers (or mappings, ordered by
+the ``features`` setting). Output: ``{"prediction": value}`` with the model's output row.
+
+PyTorch, two forms:
+
+- a state dict (``torch.save(model.state_dict(), path)``) with ``architecture``: a granted
+  callable (an entry point of ``model_registry.callables`` or a ``module:function`` listed
+  in ``REGISTRY_GRANTS_CALLABLES``) that returns the untrained ``torch.nn.Module``; the
+  weights load with ``torch.load(weights_only=True)``, which builds tensors and plain
+  containers only, never arbitrary objects;
+- a TorchScript archive (``torch.jit.save``) without ``architecture``: it carries code that
+  runs when called, so it loads only when the operator sets ``REGISTRY_GRANTS_ALLOW_PICKLE``.
+
+TensorFlow: a Keras file (``.keras``, loaded with ``safe_mode=True``: no lambda layers'
+code is deserialised) or a SavedModel directory (its ``serving_default`` signature). Either
+is loaded from a private copy made of the very bytes that were hashed.
 """
 
 from __future__ import annotations
@@ -13,7 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import io
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from consumers.errors import (
@@ -23,6 +43,8 @@ from consumers.errors import (
     ProviderNotInstalled,
 )
 from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
+from consumers.providers.callables import granted_callable
+from consumers.providers.files import pinned_model
 
 __all__ = ["PyTorchProvider", "TensorFlowProvider"]
 
@@ -33,7 +55,8 @@ class _FrameworkProvider(ModelProvider):
 
     def __init__(self, spec: ProviderSpec) -> None:
         super().__init__(spec)
-        self.model_path: str = spec.setting("modelPath")
+        self.pinned = pinned_model(spec)
+        self.model_path: str = self.pinned.name
         features = spec.setting("features", None, list)
         self.features: list[str] | None = [str(f) for f in features] if features else None
         self._model: Any = None
@@ -54,17 +77,22 @@ class _FrameworkProvider(ModelProvider):
     def run(self, framework: Any, model: Any, rows: list[list[float]]) -> list[Any]:
         raise NotImplementedError
 
+    def _load(self, framework: Any) -> Any:
+        try:
+            return self.load(framework)
+        except PredictionFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any loading failure is a config problem
+            raise ProviderConfigInvalid(
+                f"{self.spec.label}: cannot load {self.model_path} ({type(exc).__name__})"
+            ) from None
+
     async def _loaded(self) -> tuple[Any, Any]:
         framework = self.framework()
         if self._model is None:
             async with self._lock:
                 if self._model is None:
-                    try:
-                        self._model = await asyncio.to_thread(self.load, framework)
-                    except FileNotFoundError:
-                        raise ProviderConfigInvalid(
-                            f"{self.spec.label}: model file {self.model_path} does not exist"
-                        ) from None
+                    self._model = await asyncio.to_thread(self._load, framework)
         return framework, self._model
 
     async def warm(self) -> None:
@@ -111,13 +139,37 @@ class _FrameworkProvider(ModelProvider):
 
 
 class PyTorchProvider(_FrameworkProvider):
-    """A TorchScript model, evaluated without gradients on the CPU."""
+    """A state dict with a granted architecture (weights only), or a TorchScript archive
+    when pickles are allowed; evaluated without gradients on the CPU."""
 
     module = "torch"
     extra = "torch"
 
+    def __init__(self, spec: ProviderSpec) -> None:
+        super().__init__(spec)
+        self.architecture: str | None = spec.setting("architecture", None)
+        self.build: Any = None
+        if self.architecture is not None:
+            self.build = granted_callable(
+                spec.label, "architecture", self.architecture, spec.grants
+            )
+        elif not spec.grants.allow_pickle:
+            raise ProviderConfigInvalid(
+                f"{spec.label}: a TorchScript archive runs the code it carries; the operator "
+                "has not allowed that (REGISTRY_GRANTS_ALLOW_PICKLE): give "
+                "providerConfig.architecture (a granted callable) and a state dict instead"
+            )
+
     def load(self, framework: Any) -> Any:
-        model = framework.jit.load(self.model_path, map_location="cpu")
+        data = io.BytesIO(self.pinned.read())  # digest matched before anything is read
+        if self.build is not None:
+            state = framework.load(data, map_location="cpu", weights_only=True)
+            model = self.build()
+            model.load_state_dict(state)
+        else:
+            if not self.spec.grants.allow_pickle:  # checked when built; checked again
+                raise ProviderConfigInvalid(f"{self.spec.label}: TorchScript is not allowed")
+            model = framework.jit.load(data, map_location="cpu")
         model.eval()
         return model
 
@@ -128,15 +180,36 @@ class PyTorchProvider(_FrameworkProvider):
 
 
 class TensorFlowProvider(_FrameworkProvider):
-    """A Keras model."""
+    """A Keras file (safe mode) or a SavedModel directory."""
 
     module = "tensorflow"
     extra = "tensorflow"
 
     def load(self, framework: Any) -> Any:
-        return framework.keras.models.load_model(self.model_path)
+        if self.pinned.is_dir():
+            copy = self.pinned.copy_tree()
+            try:
+                loaded = framework.saved_model.load(str(copy))
+                return loaded.signatures["serving_default"]
+            finally:
+                shutil.rmtree(copy, ignore_errors=True)
+        data = self.pinned.read()
+        folder = Path(tempfile.mkdtemp(prefix="model-"))
+        try:
+            path = folder / Path(self.model_path).name
+            path.write_bytes(data)
+            return framework.keras.models.load_model(str(path), safe_mode=True)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def run(self, framework: Any, model: Any, rows: list[list[float]]) -> list[Any]:
         import numpy as np
 
-        return list(model.predict(np.asarray(rows, dtype="float32"), verbose=0).tolist())
+        batch = np.asarray(rows, dtype="float32")
+        if hasattr(model, "predict"):
+            return list(model.predict(batch, verbose=0).tolist())
+        # A SavedModel signature takes its one input by name and answers named outputs.
+        _, named = model.structured_input_signature
+        outputs = model(**{next(iter(named)): framework.constant(batch)})
+        first = outputs[next(iter(outputs))] if isinstance(outputs, dict) else outputs
+        return list(first.numpy().tolist())

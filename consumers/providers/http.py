@@ -3,11 +3,16 @@
 This is the cut-off point for httpx: nothing past it sees an httpx type. Messages carry the
 status and a short, redacted excerpt of the vendor's body; never a header, never the URL
 (whose query string may carry a key).
+
+Every client calls only the hosts of its provider's allow-list (``consumers.providers.hosts``:
+vendor defaults plus ``grants.hosts``, resolved addresses checked and pinned per connection),
+never follows a redirect and ignores proxies from the environment. A refused host is a
+``HostNotAllowed`` failure raised before any byte is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
@@ -20,23 +25,41 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.providers.base import ProviderSpec
+from consumers.providers.hosts import GuardedTransport, HostPolicy
 from consumers.providers.secrets import redact
 
-__all__ = ["TRANSIENT_STATUSES", "check_status", "make_client", "post_json", "prompt_of"]
+__all__ = [
+    "TRANSIENT_STATUSES",
+    "check_status",
+    "host_policy",
+    "make_client",
+    "post_json",
+    "prompt_of",
+]
 
 TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
 _EXCERPT = 200
 
 
-def make_client(spec: ProviderSpec) -> httpx.AsyncClient:
-    """An httpx client with the spec's timeout and a pool sized to its concurrency."""
+def host_policy(spec: ProviderSpec, defaults: Iterable[str]) -> HostPolicy:
+    """The allow-list of ``spec``'s provider: its vendor ``defaults`` plus the grants.
+
+    Raises ``ProviderConfigInvalid`` for a grant entry that is no host."""
+    return HostPolicy(spec.label, defaults, spec.grants)
+
+
+def make_client(spec: ProviderSpec, hosts: HostPolicy) -> httpx.AsyncClient:
+    """An httpx client with the spec's timeout, a pool sized to its concurrency, and the host
+    checks of ``hosts`` on every request and connection. Redirects are never followed."""
     policy = spec.policy
+    limits = httpx.Limits(
+        max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency
+    )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(policy.timeout_s),
-        limits=httpx.Limits(
-            max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency
-        ),
+        transport=GuardedTransport(hosts, limits),
         follow_redirects=False,
+        trust_env=False,
     )
 
 

@@ -5,7 +5,9 @@ Settings: ``model`` (required), ``api`` (``chat``, the default, or ``embeddings`
 the answer text as JSON: the output is then that value). ``endpoint`` (or ``baseUrl``)
 points the SDK at any OpenAI-compatible server. ``credentials.apiKey`` is a reference that
 the SDK's key provider resolves at every request; without it the SDK sends a placeholder
-(for local servers that need no key).
+(for local servers that need no key). Hosts: ``api.openai.com`` (https) and
+``grants.hosts`` only: the SDK gets our httpx client, which checks every request and
+connection (docs/security-providers.md).
 
 Output: chat ``{"prediction": text, "model", "finishReason", "usage"}``; embeddings
 ``{"embedding": [...], "model"}``. The SDK's own retries are off: the call policy retries.
@@ -27,16 +29,22 @@ from consumers.errors import (
     ProviderUnavailable,
 )
 from consumers.providers.base import ProviderSpec, RemoteProvider
-from consumers.providers.http import TRANSIENT_STATUSES, prompt_of
+from consumers.providers.http import TRANSIENT_STATUSES, host_policy, make_client, prompt_of
 from consumers.providers.secrets import redact
 
-__all__ = ["OpenAIProvider", "map_openai_error"]
+__all__ = ["DEFAULT_HOSTS", "OpenAIProvider", "map_openai_error"]
 
 _PLACEHOLDER_KEY = "no-key-configured"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_HOSTS = ("api.openai.com:443",)
+"""Hosts an OpenAI model may call ungranted (https only)."""
 
 
 def map_openai_error(exc: openai.OpenAIError, what: str) -> PredictionFailure:
     """The typed failure of an SDK error, most specific first; the message is redacted."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, PredictionFailure):  # e.g. HostNotAllowed from our transport
+        return cause
     if isinstance(exc, openai.APITimeoutError):
         return ProviderTimeout(f"{what} did not answer in time")
     if isinstance(exc, openai.APIConnectionError):
@@ -67,12 +75,16 @@ class OpenAIProvider(RemoteProvider):
             "maxOutput", None, int
         )
         self.parse_json: bool = spec.setting("parseJson", False, bool)
-        base_url = spec.endpoint or spec.setting("baseUrl", None)
+        base_url = spec.endpoint or spec.setting("baseUrl", None) or DEFAULT_BASE_URL
+        hosts = host_policy(spec, DEFAULT_HOSTS)
+        hosts.check_url(base_url)
+        self.http = make_client(spec, hosts)
         self.client = openai.AsyncOpenAI(
             api_key=self._api_key,
             base_url=base_url,
             timeout=spec.policy.timeout_s,
             max_retries=0,
+            http_client=self.http,  # type: ignore[arg-type] # the SDK takes httpx clients too
         )
 
     async def _api_key(self) -> str:
@@ -132,3 +144,4 @@ class OpenAIProvider(RemoteProvider):
 
     async def aclose(self) -> None:
         await self.client.close()
+        await self.http.aclose()

@@ -8,6 +8,9 @@ and ``accept`` (default ``application/json``), ``targetModel`` / ``targetVariant
 resolved per call and handed to botocore's ``SigV4Auth``: the signature is botocore's, not
 ours.
 
+Hosts: the SageMaker runtime (``runtime.sagemaker.<region>.amazonaws.com``, its FIPS and
+China variants, https) and ``grants.hosts`` only (docs/security-providers.md).
+
 One call per input; the body is the input's JSON. A JSON answer that is a mapping is the
 output as is, anything else is wrapped as ``{"prediction": value}``.
 """
@@ -24,11 +27,17 @@ from botocore.credentials import Credentials
 
 from consumers.errors import ProviderConfigInvalid
 from consumers.providers.base import ProviderSpec, RemoteProvider
-from consumers.providers.http import make_client, post_json
+from consumers.providers.http import host_policy, make_client, post_json
 
-__all__ = ["SageMakerProvider", "sign_request"]
+__all__ = ["DEFAULT_HOSTS", "SageMakerProvider", "sign_request"]
 
 SERVICE = "sagemaker"
+DEFAULT_HOSTS = (
+    "runtime.sagemaker.*.amazonaws.com:443",
+    "runtime-fips.sagemaker.*.amazonaws.com:443",
+    "runtime.sagemaker.*.amazonaws.com.cn:443",
+)
+"""Hosts a SageMaker model may call ungranted: the runtime of any region (https only)."""
 
 
 def sign_request(
@@ -60,6 +69,8 @@ class SageMakerProvider(RemoteProvider):
         self.region = region
         base = spec.endpoint or f"https://runtime.sagemaker.{region}.amazonaws.com"
         self.url = f"{base.rstrip('/')}/endpoints/{quote(name, safe='')}/invocations"
+        hosts = host_policy(spec, DEFAULT_HOSTS)
+        hosts.check_url(self.url)
         self.headers = {
             "Content-Type": spec.setting("contentType", "application/json"),
             "Accept": spec.setting("accept", "application/json"),
@@ -72,7 +83,7 @@ class SageMakerProvider(RemoteProvider):
             if value:
                 self.headers[header] = value
         self.what = f"SageMaker endpoint {name}"
-        self.client = make_client(spec)
+        self.client = make_client(spec, hosts)
 
     def _signed_headers(self, body: bytes) -> dict[str, str]:
         access = self.spec.credential("accessKeyId")

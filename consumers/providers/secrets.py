@@ -1,7 +1,9 @@
 """Credential references, resolved only at call time, and the redaction of what they reveal.
 
 A model's ``credentials`` hold references (``env:NAME``, ``file:/path``), never values
-(docs/design.md#secrets). A provider resolves a reference just before a call; the value lives in
+(docs/design.md#secrets). A reference resolves only within the operator's grants (variables
+with a granted prefix, files under the granted secrets directory:
+docs/security-providers.md). A provider resolves a reference just before a call; the value lives in
 a ``Secret`` whose ``repr``/``str`` never show it. Every value a ``Secret`` has revealed is
 remembered (in this process only) so that ``redact`` can scrub it from any text that is about
 to leave a provider: an error message, a vendor's error body, a log line.
@@ -17,6 +19,7 @@ import orjson
 
 from consumers.errors import CredentialUnavailable
 from registry.core.types import is_secret_reference
+from registry.infra.settings import GrantSettings
 
 __all__ = ["Secret", "redact", "redact_bytes", "resolve_reference"]
 
@@ -59,30 +62,74 @@ def _remember(value: str) -> None:
         _revealed_bytes = tuple(sorted(forms, key=len, reverse=True))
 
 
-def resolve_reference(field: str, reference: str) -> Secret:
-    """Resolve ``env:NAME`` or ``file:/path`` (``field`` names it in errors, never the value).
+NOT_GRANTED = (
+    "is not granted by the operator (REGISTRY_GRANTS_ENV_PREFIXES, REGISTRY_GRANTS_SECRETS_DIR)"
+)
+UNAVAILABLE = "is granted but has no value (unset, empty or unreadable)"
+
+
+def resolve_reference(field: str, reference: str, grants: GrantSettings | None = None) -> Secret:
+    """Resolve ``env:NAME`` or ``file:/path`` within ``grants`` (``field`` names it in errors,
+    never the value).
+
+    ``env:NAME`` resolves only when NAME starts with one of ``grants.env_prefixes``;
+    ``file:/path`` only when the path, links resolved, lies under ``grants.secrets_dir``. A
+    refusal says only one of two things, the same whatever exists: the reference is not
+    granted, or it is granted but has no value (an unset variable, a missing, unreadable or
+    empty file alike). Nothing outside the grants is looked at.
 
     Raises:
-        CredentialUnavailable: not a reference, the variable is unset or empty, or the file
-            cannot be read.
+        CredentialUnavailable: not a reference, not granted, or granted without a value.
     """
+    grants = grants or GrantSettings()
     if not is_secret_reference(reference):
         raise CredentialUnavailable(f"{field} is not a reference ('env:NAME' or 'file:/path')")
     kind, _, target = reference.partition(":")
     if kind == "env":
-        value = os.environ.get(target)
-        if not value:
-            raise CredentialUnavailable(f"{field}: environment variable {target} is not set")
-        return Secret(field, value)
-    try:
-        value = Path(target).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise CredentialUnavailable(
-            f"{field}: cannot read {target} ({exc.strerror or type(exc).__name__})"
-        ) from None
+        if not any(p and target.startswith(p) for p in grants.env_prefixes):
+            raise CredentialUnavailable(f"{field}: {reference} {NOT_GRANTED}")
+        value = os.environ.get(target, "").strip()
+    else:
+        path = _granted_file(target, grants.secrets_dir)
+        if path is None:
+            raise CredentialUnavailable(f"{field}: {reference} {NOT_GRANTED}")
+        value = _read_secret_file(path)
     if not value:
-        raise CredentialUnavailable(f"{field}: {target} is empty")
+        raise CredentialUnavailable(f"{field}: {reference} {UNAVAILABLE}")
     return Secret(field, value)
+
+
+def _granted_file(target: str, secrets_dir: Path | None) -> str | None:
+    """The real path of ``target`` when it lies under ``secrets_dir``, else None.
+
+    The lexical check comes first (nothing outside the directory is touched); then links are
+    resolved and the real path must still lie under the real directory.
+    """
+    if secrets_dir is None or "\0" in target or not os.path.isabs(target):
+        return None
+    if ".." in Path(target).parts:
+        return None
+    base = os.path.abspath(secrets_dir)
+    lexical = os.path.normpath(target)
+    if not _under(lexical, base) and not _under(lexical, os.path.realpath(base)):
+        return None
+    real = os.path.realpath(lexical)
+    return real if _under(real, os.path.realpath(base)) else None
+
+
+def _under(path: str, base: str) -> bool:
+    return path != base and os.path.commonpath([path, base]) == base
+
+
+def _read_secret_file(path: str) -> str:
+    """The stripped text of ``path`` ("" when it cannot be read: the caller says no more)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(64 * 1024)
+        return data.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
 
 
 def redact_bytes(data: bytes) -> bytes:

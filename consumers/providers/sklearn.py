@@ -1,21 +1,32 @@
-"""scikit-learn: a fitted estimator from a local joblib/pickle file, predicted in batches.
+"""scikit-learn: a fitted estimator from a granted, digest-pinned model file, predicted in batches.
 
-Settings (``providerConfig``): ``modelPath`` (required: the file), ``features`` (the input
-keys in column order; defaults to the estimator's ``feature_names_in_``). An input is a
-mapping of feature name to number, or a list of numbers already in column order.
+Settings (``providerConfig``): ``modelPath`` (required: the file, under a granted model
+root), ``modelSha256`` (required: the SHA-256 of the file; ``consumers.providers.files``),
+``features`` (the input keys in column order; defaults to the estimator's
+``feature_names_in_``). An input is a mapping of feature name to number, or a list of numbers
+already in column order.
 
 Outputs: classification-like models ``{"label", "score", "probabilities"}`` when the estimator
 has ``predict_proba`` (``score`` is the probability of the positive class for two classes,
 else of the predicted one), else ``{"label"}``; regression/forecasting ``{"value"}``.
 
-The model file is unpickled: it must come from a trusted place (it is named by the
-registry's configuration, which only its operators write).
+Formats, by the file's extension. ``.skops`` (the default to use; ``skops.io``): loaded with
+skops' own trusted-types policy and nothing added: only the types skops trusts by default
+(scikit-learn's estimators, numpy and scipy arrays, builtins) may be in the file; a file that
+holds any other type (a custom class, or ``sklearn.tree._tree.Tree`` of tree models, whose
+raw node indices skops will not vouch for) is refused, naming the types. Any other extension
+(``.joblib``, ``.pkl``...) is a pickle, which runs code when loaded: refused unless the
+operator sets ``REGISTRY_GRANTS_ALLOW_PICKLE``. With that grant, the operator trusts the files
+under the model roots with code execution already, so a ``.skops`` file's extra types are
+trusted too. In every case the file's bytes are read once and checked against
+``modelSha256`` before anything is deserialised, and only those bytes are deserialised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import threading
 import warnings
 from collections.abc import Sequence
@@ -28,6 +39,7 @@ from consumers.errors import (
     ProviderNotInstalled,
 )
 from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
+from consumers.providers.files import pinned_model
 from registry.core.types import ModelType
 
 __all__ = ["SklearnProvider"]
@@ -37,6 +49,16 @@ _VALUE_TYPES = frozenset({ModelType.REGRESSION, ModelType.FORECASTING})
 # partly initialised module, so model files load one at a time.
 _LOAD_LOCK = threading.Lock()
 _NUMBER_TYPES = frozenset({int, float})
+_INSTALL = "scikit-learn models need scikit-learn: pip install 'model-registry[sklearn]'"
+
+
+def pickle_refused(spec: ProviderSpec) -> ProviderConfigInvalid:
+    """The refusal of a pickle/joblib file when the operator has not allowed pickles."""
+    return ProviderConfigInvalid(
+        f"{spec.label}: {spec.settings.get('modelPath')} is a pickle, which runs code when "
+        "loaded; the operator has not allowed pickles (REGISTRY_GRANTS_ALLOW_PICKLE): "
+        "save the model with skops (.skops)"
+    )
 
 
 class SklearnProvider(ModelProvider):
@@ -44,7 +66,11 @@ class SklearnProvider(ModelProvider):
 
     def __init__(self, spec: ProviderSpec) -> None:
         super().__init__(spec)
-        self.model_path: str = spec.setting("modelPath")
+        self.pinned = pinned_model(spec)
+        self.model_path: str = self.pinned.name
+        self.skops = self.model_path.lower().endswith(".skops")
+        if not self.skops and not spec.grants.allow_pickle:
+            raise pickle_refused(spec)
         features = spec.setting("features", None, list)
         self._features: list[str] | None = [str(f) for f in features] if features else None
         self._model: Any = None
@@ -63,20 +89,13 @@ class SklearnProvider(ModelProvider):
             await self._loaded()
 
     def _load(self) -> Any:
-        try:
-            import joblib
-        except ImportError:  # pragma: no cover - joblib ships with scikit-learn
-            raise ProviderNotInstalled(
-                "scikit-learn models need scikit-learn: pip install 'model-registry[sklearn]'"
-            ) from None
+        data = self.pinned.read()  # under a root, digest matched: nothing deserialised before
         try:
             with _LOAD_LOCK:
-                model = joblib.load(self.model_path)
-        except FileNotFoundError:
-            raise ProviderConfigInvalid(
-                f"{self.spec.label}: model file {self.model_path} does not exist"
-            ) from None
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a config problem
+                model = self._deserialise(data)
+        except PredictionFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any loading failure is a config problem
             raise ProviderConfigInvalid(
                 f"{self.spec.label}: cannot load {self.model_path} ({type(exc).__name__})"
             ) from None
@@ -90,6 +109,28 @@ class SklearnProvider(ModelProvider):
         if isinstance(width, int):
             self._width = width
         return model
+
+    def _deserialise(self, data: bytes) -> Any:
+        allow_pickle = self.spec.grants.allow_pickle
+        if self.skops:
+            try:
+                import skops.io as sio  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            except ImportError:
+                raise ProviderNotInstalled(_INSTALL) from None
+            untrusted = sio.get_untrusted_types(data=data)
+            if untrusted and not allow_pickle:
+                raise ProviderConfigInvalid(
+                    f"{self.spec.label}: {self.model_path} holds types skops does not trust: "
+                    f"{', '.join(untrusted[:5])} (nothing was loaded)"
+                )
+            return sio.loads(data, trusted=untrusted or None)
+        if not allow_pickle:  # checked when built; checked again before any unpickling
+            raise pickle_refused(self.spec)
+        try:
+            import joblib
+        except ImportError:  # pragma: no cover - joblib ships with scikit-learn
+            raise ProviderNotInstalled(_INSTALL) from None
+        return joblib.load(io.BytesIO(data))
 
     def _row(self, value: Any) -> list[float]:
         if isinstance(value, dict):

@@ -184,27 +184,35 @@ class GrantSettings:
     """What the operator grants the prediction consumer's providers (``REGISTRY_GRANTS_*``).
 
     A model's configuration names code, files, credentials and hosts; it gets only what is
-    granted here (docs/security.md). Lists are comma-separated in the environment.
+    granted here (docs/security-providers.md). Lists are comma-separated in the environment.
+    Nothing is granted by default but the ``MODEL_SECRET_`` variables, each provider's own
+    vendor hosts, the installed ``model_registry.callables`` entry points and, for the
+    prediction consumer, ``<data_dir>/models`` as a model root.
     """
 
     ENV: ClassVar[str] = "REGISTRY_GRANTS_"
 
     callables: tuple[str, ...] = ()
-    """``module:function`` targets a ``custom`` model may name, besides the entry points
-    installed in the ``model_registry.callables`` group."""
+    """Exact ``module:function`` targets a ``custom`` model may name, besides the entry
+    points installed in the ``model_registry.callables`` group. Nothing else is imported."""
     model_roots: tuple[Path, ...] = ()
-    """Directories model files may be loaded from (resolved; no escape by ``..`` or links)."""
+    """Directories model files may be loaded from (resolved; no escape by ``..`` or links).
+    The prediction consumer adds ``<data_dir>/models``; a model file must also match the
+    ``providerConfig.modelSha256`` its model pins."""
     allow_pickle: bool = False
-    """Let scikit-learn load pickle/joblib files (digest-pinned only); off: skops only."""
+    """Let scikit-learn load pickle/joblib files and PyTorch load TorchScript archives (both
+    run code from the file; digest-pinned only). Off: skops and weights-only state dicts."""
     env_prefixes: tuple[str, ...] = ("MODEL_SECRET_",)
     """Environment variables an ``env:NAME`` credential may name: those with these prefixes."""
     secrets_dir: Path | None = None
     """Files a ``file:`` credential may name: those under this directory (none when unset)."""
     hosts: tuple[str, ...] = ()
     """Hosts HTTP providers may call besides each provider's own defaults (``host``,
-    ``host:port`` or ``*.domain``). Listing a loopback or private address grants it."""
+    ``host:port``, ``*.domain``, an IP address, ``[v6]:port``). Listing a loopback or private
+    address grants that address; a name that resolves to one is refused all the same."""
     allow_private_hosts: bool = False
-    """Let allowed host names resolve to loopback, private or link-local addresses."""
+    """Let allowed hosts resolve to loopback, private, link-local or other non-public
+    addresses (off: only the addresses listed in ``hosts``)."""
 
 
 @dataclass(frozen=True)
