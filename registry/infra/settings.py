@@ -282,6 +282,9 @@ class Settings:
     grants: GrantSettings = field(default_factory=GrantSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    debug: bool = False
+    """Show the Python traceback of an unexpected error (a CLI command's, a crash of a
+    component under ``up``) besides the one-sentence explanation (``REGISTRY_DEBUG``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
