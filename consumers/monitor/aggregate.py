@@ -7,6 +7,7 @@ Everything here is a sum, so deltas merge by addition in any order.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -14,7 +15,15 @@ from consumers.monitor.latency import bucket_of
 from consumers.monitor.scoring import Scalar, Score, predicted_value
 from registry.core.predictions import PredictionOutcome, PredictionResult
 
-__all__ = ["Delta", "MinuteKey", "OutcomeRow", "ResultRow", "VariantKey", "minute_of"]
+__all__ = [
+    "Delta",
+    "MinuteKey",
+    "OutcomeRow",
+    "ResultRow",
+    "Unstorable",
+    "VariantKey",
+    "minute_of",
+]
 
 VariantKey = tuple[str, str, str, int]
 """(test_id or "", variant, model_id, epoch minute)."""
@@ -24,6 +33,26 @@ MinuteKey = tuple[str, str, int, str, int]
 # Column order of the running sums kept per key (mirrors the table columns).
 MINUTE_COLUMNS = ("requests", "errors", "fallbacks", "cache_hits", "latency_sum_ms")
 QUALITY_COLUMNS = ("scored", "correct", "numeric_n", "abs_err_sum", "sq_err_sum", "unscorable")
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class Unstorable(ValueError):
+    """A result or outcome that validates but holds a value the store cannot keep (a number
+    outside 64 bits, a latency that is not finite...). ``reason`` never quotes the value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _storable(value: Scalar | None) -> bool:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return _INT64[0] <= value <= _INT64[1]
+    return math.isfinite(value)
 
 
 def minute_of(result: PredictionResult) -> int:
@@ -52,6 +81,15 @@ class ResultRow:
     def of(cls, r: PredictionResult) -> ResultRow:
         # A result's model is the one that served it; without one (an error before routing),
         # the one that was asked for.
+        if not math.isfinite(r.latency_ms):
+            raise Unstorable("latency_ms is not a finite number")
+        if r.split_version is not None and not _storable(r.split_version):
+            raise Unstorable("split_version is out of range")
+        predicted = (
+            None if r.error is not None or r.fallback == "mock" else predicted_value(r.output)
+        )
+        if not _storable(predicted):
+            predicted = None  # a number no metric can use: the prediction is unscorable
         return cls(
             request_id=r.request_id,
             result_id=r.id,
@@ -65,9 +103,7 @@ class ResultRow:
             fallback=r.fallback is not None,
             cached=r.cached,
             # A mock (the development fallback) is not the model's answer: nothing to score.
-            predicted=None
-            if r.error is not None or r.fallback == "mock"
-            else predicted_value(r.output),
+            predicted=predicted,
         )
 
     @property
@@ -85,6 +121,8 @@ class OutcomeRow:
 
     @classmethod
     def of(cls, o: PredictionOutcome) -> OutcomeRow:
+        if not _storable(o.actual):
+            raise Unstorable("actual is not a finite number within 64 bits")
         return cls(o.request_id, o.id, o.actual)
 
 

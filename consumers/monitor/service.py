@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,14 +29,15 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from consumers.monitor.abtests import ABTestTracker
-from consumers.monitor.aggregate import OutcomeRow, ResultRow
+from consumers.monitor.aggregate import OutcomeRow, ResultRow, Unstorable
 from consumers.monitor.store import Applied, Batch, MonitorStore
 from consumers.monitor.totals import Totals
 from registry.core.errors import DecodeError, describe_validation_error
+from registry.core.limits import over_limits
 from registry.core.predictions import PredictionOutcome, PredictionResult
 from registry.core.replay import fold_records
 from registry.infra.kafka.clients import make_producer, start_client
-from registry.infra.kafka.dlq import send_to_dlq
+from registry.infra.kafka.dlq import DlqOutcome, send_to_dlq
 from registry.infra.kafka.follower import Batch as Records
 from registry.infra.kafka.follower import LogBadRecords, LogFollower, Shortened
 from registry.infra.settings import MonitorSettings, Settings
@@ -69,6 +71,9 @@ class MonitorStats:
     outcomes_pending: int = 0
     outcomes_expired: int = 0
     dlq: int = 0
+    results_dlq: int = 0
+    outcomes_dlq: int = 0
+    dlq_failed: int = 0
     registry_unreadable: int = 0
     log_resets: int = 0
     lag: int = 0
@@ -85,6 +90,9 @@ class MonitorStats:
         "outcomes_joined",
         "outcomes_expired",
         "dlq",
+        "results_dlq",
+        "outcomes_dlq",
+        "dlq_failed",
         "registry_unreadable",
         "log_resets",
     )
@@ -122,6 +130,7 @@ class Monitor:
         self.settings = settings
         self.db_path = Path(db_path) if db_path is not None else monitor_path(settings)
         self.config = config or settings.monitor
+        self._limits = settings.limits
         self.stats = MonitorStats()
         self.totals = Totals()
         self.tracker = ABTestTracker()
@@ -296,7 +305,8 @@ class Monitor:
 
     async def _process(self, records: Records) -> None:
         batch = Batch()
-        unreadable: list[tuple[Record, str]] = []
+        sources = _Sources()
+        refused: list[tuple[Record, str, str]] = []  # (record, reason, its kind)
         # Registry events first: a test or model type in this batch applies to its results.
         for tp in sorted(records, key=lambda t: t.topic != self._events_topic):
             recs = records[tp]
@@ -305,20 +315,29 @@ class Monitor:
                 continue
             is_result = tp.topic == self._results_topic
             for r in recs:
-                try:
-                    if is_result:
-                        batch.results.append(_decode_result(r.value))
-                    else:
-                        batch.outcomes.append(_decode_outcome(r.value))
-                except DecodeError as exc:
-                    unreadable.append((r, exc.reason))
+                if is_result:
+                    result, reason = _read(r.value, _decode_result, "PredictionResult")
+                    if result is not None:
+                        batch.results.append(result)
+                        sources.results.append(r)
+                        continue
+                    refused.append((r, reason, "results"))
+                    continue
+                over = over_limits(r.value, self._limits.outcome_bytes, self._limits.json_depth)
+                if over is not None:
+                    refused.append((r, f"PredictionOutcome refused: {over}", "outcomes"))
+                    continue
+                outcome, reason = _read(r.value, _decode_outcome, "PredictionOutcome")
+                if outcome is not None:
+                    batch.outcomes.append(outcome)
+                    sources.outcomes.append(r)
+                    continue
+                refused.append((r, reason, "outcomes"))
             batch.positions[(tp.topic, tp.partition)] = recs[-1].offset + 1
-        if unreadable:
-            producer = self._producer
-            assert producer is not None
-            # The DLQ copies are acknowledged before the positions that pass them commit.
-            await asyncio.gather(*(send_to_dlq(producer, r, reason) for r, reason in unreadable))
-            batch.counters["dlq"] += len(unreadable)
+        if refused:
+            # The dead letters are written (or given up on, and counted) before the position
+            # that passes them is committed.
+            await self._dead_letter(refused, batch.counters)
         if not batch:
             return
         # One batch in flight: this one is written while the next is fetched and decoded;
@@ -330,15 +349,76 @@ class Monitor:
         applying = asyncio.get_running_loop().run_in_executor(
             self._executor, store.apply, batch, self.tracker.kinds, time.time()
         )
-        self._inflight = asyncio.ensure_future(self._committed_batch(applying, batch))
+        self._inflight = asyncio.ensure_future(self._committed_batch(applying, batch, sources))
 
-    async def _committed_batch(self, applying: asyncio.Future[Applied], batch: Batch) -> None:
-        applied = await applying
+    async def _dead_letter(
+        self, refused: list[tuple[Record, str, str]], counters: Counter[str]
+    ) -> None:
+        """Write the refused records to their DLQs (never raises) and count what became of
+        them in ``counters`` (which the batch's transaction adds to ``monitor_counters``)."""
+        producer = self._producer
+        assert producer is not None
+        excerpt = self._limits.dlq_excerpt_bytes
+        outcomes = await asyncio.gather(
+            *(send_to_dlq(producer, r, reason, excerpt_bytes=excerpt) for r, reason, _ in refused)
+        )
+        for (_, _, kind), outcome in zip(refused, outcomes, strict=True):
+            if outcome is DlqOutcome.FAILED:
+                counters["dlq_failed"] += 1
+            else:
+                counters["dlq"] += 1
+                counters[f"{kind}_dlq"] += 1
+
+    async def _committed_batch(
+        self, applying: asyncio.Future[Applied], batch: Batch, sources: _Sources
+    ) -> None:
+        try:
+            applied = await applying
+        except Exception as exc:  # noqa: BLE001 - a record the store cannot apply
+            applied = await self._apply_without_poison(batch, sources, exc)
         for (topic, partition), offset in batch.positions.items():
             self._committed[TopicPartition(topic, partition)] = offset
         self.totals.merge(applied.delta)
         self._count(applied.counters)
         self.stats.last_progress_monotonic = time.monotonic()
+
+    async def _apply_without_poison(
+        self, batch: Batch, sources: _Sources, error: Exception
+    ) -> Applied:
+        """``apply`` raised: find the records it cannot apply (each tried alone, nothing
+        written), dead-letter them, and apply the rest with the batch's positions. An error
+        no record explains (a full disk...) is raised: that is not the input's fault."""
+        store = self._require_store()
+        for _ in range(3):
+            bad_results, bad_outcomes = await self._db(
+                store.find_poison, batch, self.tracker.kinds, time.time()
+            )
+            if not bad_results and not bad_outcomes:
+                break
+            log.error(
+                "%d result(s) and %d outcome(s) could not be applied (%s); dead-lettering them",
+                len(bad_results),
+                len(bad_outcomes),
+                type(error).__name__,
+            )
+            refused = [
+                (sources.results[i], f"PredictionResult could not be stored ({name})", "results")
+                for i, name in bad_results
+            ] + [
+                (sources.outcomes[i], f"PredictionOutcome could not be stored ({name})", "outcomes")
+                for i, name in bad_outcomes
+            ]
+            drop_r, drop_o = {i for i, _ in bad_results}, {i for i, _ in bad_outcomes}
+            batch.results = [x for i, x in enumerate(batch.results) if i not in drop_r]
+            sources.results = [x for i, x in enumerate(sources.results) if i not in drop_r]
+            batch.outcomes = [x for i, x in enumerate(batch.outcomes) if i not in drop_o]
+            sources.outcomes = [x for i, x in enumerate(sources.outcomes) if i not in drop_o]
+            await self._dead_letter(refused, batch.counters)
+            try:
+                return await self._db(store.apply, batch, self.tracker.kinds, time.time())
+            except Exception as again:  # noqa: BLE001 - look again (at most three rounds)
+                error = again
+        raise error
 
     async def drain(self) -> None:
         """Wait until the batch being written (if any) is committed."""
@@ -357,6 +437,9 @@ class Monitor:
 
     def _count(self, counts: dict[str, int]) -> None:
         s = self.stats
+        s.results_dlq += counts.get("results_dlq", 0)
+        s.outcomes_dlq += counts.get("outcomes_dlq", 0)
+        s.dlq_failed += counts.get("dlq_failed", 0)
         s.results += counts.get("results", 0)
         s.outcomes += counts.get("outcomes", 0)
         s.duplicate_results += counts.get("duplicate_results", 0)
@@ -373,6 +456,32 @@ class Monitor:
         )
         self.stats.outcomes_expired += expired
         self.stats.outcomes_pending = (await self._db(store.counters))["outcomes_pending"]
+
+
+class _Sources:
+    """The records a batch's results and outcomes were read from (same order), so that one
+    the store cannot apply can be dead-lettered."""
+
+    __slots__ = ("outcomes", "results")
+
+    def __init__(self) -> None:
+        self.results: list[Record] = []
+        self.outcomes: list[Record] = []
+
+
+def _read(
+    value: bytes | None, decode: Callable[[bytes | None], T], what: str
+) -> tuple[T, str] | tuple[None, str]:
+    """``(row, "")``, or ``(None, reason)`` when ``value`` is refused. Never raises, and the
+    reason never quotes the value."""
+    try:
+        return decode(value), ""
+    except DecodeError as exc:
+        return None, exc.reason
+    except Unstorable as exc:
+        return None, f"invalid {what}: {exc.reason}"
+    except Exception as exc:  # noqa: BLE001 - no input may stop the monitor
+        return None, f"unreadable {what} ({type(exc).__name__})"
 
 
 def _decode_result(value: bytes | None) -> ResultRow:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,71 @@ class MonitorStore:
             )
         self._pending += counts["outcomes_parked"] - counts["outcomes_unparked"]  # committed now
         return Applied(delta, counts)
+
+    def find_poison(
+        self, batch: Batch, kinds: Mapping[str, str], now: float
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+        """After ``apply(batch)`` raised: which results and outcomes of ``batch`` cannot be
+        applied, as (index, exception type) lists. Each record is tried alone, under a
+        savepoint, in a transaction that is rolled back: nothing is written."""
+        bad_results: list[tuple[int, str]] = []
+        bad_outcomes: list[tuple[int, str]] = []
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for i, row in enumerate(batch.results):
+                failed = self._try_alone(partial(self._one_result, row, kinds, now=now))
+                if failed is not None:
+                    bad_results.append((i, failed))
+            for i, o in enumerate(batch.outcomes):
+                failed = self._try_alone(partial(self._one_outcome, o, kinds, now=now))
+                if failed is not None:
+                    bad_outcomes.append((i, failed))
+        finally:
+            db.execute("ROLLBACK")
+        return bad_results, bad_outcomes
+
+    def _one_result(
+        self,
+        row: ResultRow,
+        kinds: Mapping[str, str],
+        delta: Delta,
+        counts: Counter[str],
+        *,
+        now: float,
+    ) -> None:
+        new = self._insert_results([row], now, counts)
+        for r in new:
+            delta.add_result(r)
+        self._join_pending_if_any(new, kinds, delta, counts)
+
+    def _one_outcome(
+        self,
+        outcome: OutcomeRow,
+        kinds: Mapping[str, str],
+        delta: Delta,
+        counts: Counter[str],
+        *,
+        now: float,
+    ) -> None:
+        self._apply_outcomes([outcome], kinds, delta, now, counts)
+
+    def _try_alone(self, step: Callable[[Delta, Counter[str]], None]) -> str | None:
+        """Run ``step`` and write its sums under a savepoint; the exception's type name if it
+        raised (the savepoint is then rolled back), else None."""
+        db = self._db
+        db.execute("SAVEPOINT one_record")
+        try:
+            delta, counts = Delta(), Counter[str]()
+            step(delta, counts)
+            self._write_delta(delta)
+            db.executemany(_ADD_COUNTER, [(k, v) for k, v in counts.items() if v])
+        except Exception as exc:  # noqa: BLE001 - finding the record that raises is the point
+            db.execute("ROLLBACK TO one_record")
+            db.execute("RELEASE one_record")
+            return type(exc).__name__
+        db.execute("RELEASE one_record")
+        return None
 
     def _insert_results(
         self, results: list[ResultRow], now: float, counts: Counter[str]

@@ -110,8 +110,9 @@ def wire(msg: BaseModel) -> bytes:
 async def produce(
     settings: Settings, name: str, values: Iterable[tuple[bytes | None, bytes | None]]
 ) -> int:
-    """Send (key, value) pairs to the topic ``name`` and wait until all are acknowledged."""
-    producer = make_producer(settings, linger_ms=5)
+    """Send (key, value) pairs to the topic ``name`` and wait until all are acknowledged
+    (values up to 8 MiB: tests send oversized records on purpose)."""
+    producer = make_producer(settings, linger_ms=5, max_request_size=8 << 20)
     await producer.start()
     try:
         futures = [

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
 from consumers.monitor.service import Monitor
 from registry.infra.settings import Settings
@@ -182,3 +184,134 @@ async def test_mock_fallbacks_count_as_fallbacks_but_are_not_scored(
     await make_monitor().catch_up()
     assert query(db_path, "SELECT SUM(fallbacks) FROM variant_minute") == [(1,)]
     assert query(db_path, "SELECT scored, correct, unscorable FROM variant_quality") == [(1, 1, 1)]
+
+
+async def test_a_one_megabyte_outcome_is_dead_lettered_as_a_reference_and_the_monitor_goes_on(
+    settings: Settings, db_path: Path, make_monitor: Callable[..., Monitor]
+) -> None:
+    huge = orjson.dumps(
+        {"type": "PredictionOutcome", "request_id": "big", "actual": "x" * (1 << 20)}
+    )
+    events, test_id = ab_test_events(pct=50)
+    await produce_events(settings, events)
+    await produce_results(settings, [result("a", "champion", test_id, output="won")])
+    await produce(settings, "predictions.outcomes", [(b"big", huge)])
+    await produce_outcomes(settings, [outcome("a", "won")])
+    monitor = make_monitor()
+    await monitor.catch_up()
+    s = monitor.stats
+    assert (s.dlq, s.outcomes_dlq, s.dlq_failed) == (1, 1, 0)
+    assert (s.outcomes, s.outcomes_joined) == (1, 1)  # the good neighbour is counted
+    (dead,) = await read_topic(settings, "predictions.outcomes.dlq")
+    headers = dict(dead.headers)
+    assert headers["dlq.form"] == b"reference"
+    assert headers["dlq.source.offset"] == b"0"
+    assert headers["dlq.source.bytes"] == str(len(huge) + len(b"big")).encode()
+    assert b"over the limit" in headers["dlq.reason"]
+    assert b"xxxx" not in headers["dlq.reason"]  # a reason never quotes the record
+    excerpt = int(headers["dlq.excerpt.bytes"])
+    assert excerpt == settings.limits.dlq_excerpt_bytes
+    assert dead.value.startswith(b"DLQ-REFERENCE: excerpt of the first ")
+    assert dead.value.endswith(huge[:excerpt])
+    await monitor.close()
+    again = make_monitor()
+    await again.catch_up()  # the position passed it: not dead-lettered twice
+    assert again.stats.dlq == 1
+    assert len(await read_topic(settings, "predictions.outcomes.dlq")) == 1
+
+
+async def test_numbers_the_store_cannot_keep_are_refused_not_fatal(
+    settings: Settings, db_path: Path, make_monitor: Callable[..., Monitor]
+) -> None:
+    good = wire(result("ok", "none", None, output=1))
+    bad_results = [
+        (b"r1", good.replace(b'"latency_ms":10.0', b'"latency_ms":1e400')),
+        (
+            b"r2",
+            good.replace(b'"request_id":"ok"', b'"request_id":"r2"').replace(
+                b'"output":1', b'"output":1180591620717411303424'
+            ),
+        ),
+    ]
+    bad_outcomes = [
+        (b"o1", b'{"request_id":"ok","actual":NaN}'),
+        (b"o2", b'{"request_id":"ok","actual":-1e400}'),
+        (b"o3", b'{"request_id":"ok","actual":1180591620717411303424}'),
+    ]
+    await produce(settings, "predictions.results", [(b"ok", good), *bad_results])
+    await produce(settings, "predictions.outcomes", bad_outcomes)
+    await produce_outcomes(settings, [outcome("r2", 1)])
+    monitor = make_monitor()
+    await monitor.catch_up()
+    s = monitor.stats
+    assert (s.results, s.results_dlq) == (2, 1)  # r2 counts: its odd output is unscorable
+    assert (s.outcomes, s.outcomes_dlq) == (1, 3)
+    assert query(db_path, "SELECT scored, unscorable FROM variant_quality") == [(0, 1)]
+    reasons = [
+        dict(r.headers)["dlq.reason"]
+        for r in await read_topic(settings, "predictions.outcomes.dlq")
+    ]
+    assert all(b"not a finite number" in r for r in reasons)
+
+
+async def test_a_record_the_store_cannot_apply_is_isolated_and_dead_lettered(
+    settings: Settings,
+    db_path: Path,
+    make_monitor: Callable[..., Monitor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumers.monitor.store import MonitorStore
+
+    real = MonitorStore._insert_results
+
+    def poisoned(self: MonitorStore, results: list[Any], *args: Any) -> Any:
+        if any(r.request_id == "poison" for r in results):
+            raise OverflowError("a value the store cannot write")
+        return real(self, results, *args)
+
+    monkeypatch.setattr(MonitorStore, "_insert_results", poisoned)
+    await produce_results(
+        settings,
+        [result(f"r{i}", "none", None, output=1) for i in range(5)]
+        + [result("poison", "none", None, output=1)]
+        + [result(f"s{i}", "none", None, output=1) for i in range(5)],
+    )
+    monitor = make_monitor()
+    await monitor.catch_up()
+    assert (monitor.stats.results, monitor.stats.results_dlq) == (10, 1)
+    (dead,) = await read_topic(settings, "predictions.results.dlq")
+    assert dead.key == b"poison"
+    assert (
+        dict(dead.headers)["dlq.reason"] == b"PredictionResult could not be stored (OverflowError)"
+    )
+    assert query(db_path, "SELECT SUM(requests) FROM variant_minute") == [(10,)]
+    await monitor.close()
+    again = make_monitor()
+    await again.catch_up()
+    assert again.stats.results == 10  # positions committed with the rest: nothing repeated
+
+
+async def test_a_dead_letter_that_cannot_be_written_is_counted_and_the_monitor_goes_on(
+    settings: Settings,
+    db_path: Path,
+    make_monitor: Callable[..., Monitor],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaTimeoutError
+
+    real_send = AIOKafkaProducer.send
+
+    async def refusing(self: AIOKafkaProducer, topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic.endswith(".dlq"):
+            raise KafkaTimeoutError()
+        return await real_send(self, topic, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaProducer, "send", refusing)
+    await produce(settings, "predictions.outcomes", [(b"o1", b"{not json")])
+    await produce_outcomes(settings, [outcome("x", 1)])
+    monitor = make_monitor()
+    await monitor.catch_up()
+    s = monitor.stats
+    assert (s.outcomes, s.dlq, s.dlq_failed) == (1, 0, 1)
+    assert query(db_path, "SELECT value FROM monitor_counters WHERE name = 'dlq_failed'") == [(1,)]
