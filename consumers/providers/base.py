@@ -240,6 +240,10 @@ class ModelProvider(ABC):
     async def warm(self) -> None:  # noqa: B027 - optional hook
         """Load what the first call would load (a model file), so it does not wait. Never raises."""
 
+    def trips_breaker(self, failure: PredictionFailure) -> bool:
+        """Whether ``failure`` counts toward opening the circuit breaker (transient ones)."""
+        return failure.transient
+
     async def guarded(
         self, call: Callable[[], Awaitable[T]], *, retries: int | None = None
     ) -> T | PredictionFailure:
@@ -266,7 +270,7 @@ class ModelProvider(ABC):
             else:
                 breaker.record(True)
                 return result
-            if failure.transient:
+            if self.trips_breaker(failure):
                 breaker.record(False)
             if not failure.transient or attempt == retries:
                 break

@@ -12,7 +12,8 @@ of the provider's own pool of ``concurrency`` threads, under the same timeout: a
 overruns yields ``ProviderTimeout`` for its input at once; its thread runs on to its end (a
 thread cannot be stopped) and keeps its slot until then, so a stuck function exhausts its own
 model's pool (its calls time out, then the circuit breaker pauses them), never the event loop
-nor another model. The function may raise a ``consumers.errors.PredictionFailure`` (e.g.
+nor another model; its timeouts (only they, for a sync function) count toward the circuit
+breaker. The function may raise a ``consumers.errors.PredictionFailure`` (e.g.
 ``InvalidInput``) to give a precise code.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from consumers.errors import ProviderBadResponse
+from consumers.errors import PredictionFailure, ProviderBadResponse, ProviderTimeout
 from consumers.providers.base import ProviderSpec, RemoteProvider
 from consumers.providers.callables import granted_callable
 
@@ -84,6 +85,13 @@ class CustomProvider(RemoteProvider):
             raise
         future.add_done_callback(lambda _: _release_on(loop, slots))
         return await asyncio.wrap_future(future)
+
+    def trips_breaker(self, failure: PredictionFailure) -> bool:
+        """A sync function that fails fast costs nothing to call again: only its timeouts (a
+        stuck function holding its threads) count toward pausing it."""
+        if self._pool is not None:
+            return isinstance(failure, ProviderTimeout)
+        return super().trips_breaker(failure)
 
     async def predict_batch(self, inputs: Sequence[Any]) -> list[Any]:
         if not self.batch:

@@ -299,3 +299,70 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if name.startswith("PREDICTOR_"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+# --------------------------------------------------------------------------- grants
+# What the prediction-path tests use, granted as an operator would (docs/security-providers.md):
+# the callables of tests/consumers/custom_models.py, the folder of the trained models (joblib
+# files: pickles allowed), the loopback servers' address and the TEST_ variables.
+# tests/consumers/test_grants_*.py show what happens without.
+
+from registry.infra.settings import GrantSettings  # noqa: E402 - this section's own import
+
+CUSTOM_CALLABLES = tuple(
+    f"tests.consumers.custom_models:{name}"
+    for name in (
+        "score",
+        "score_v2",
+        "async_score",
+        "batch_score",
+        "batch_wrong_length",
+        "broken",
+        "crashes",
+        "slow",
+        "flaky",
+        "not_json",
+        "NOT_CALLABLE",
+    )
+)
+UNKNOWN_DIGEST = "0" * 64
+"""The pin of a model file that does not exist (a registration carries one all the same)."""
+
+_sklearn_config_unpinned = sklearn_config
+
+
+def sklearn_config(  # noqa: F811 - the same helper, pinning the file's digest as a model must
+    model_id: str, path: Path, **extra: Any
+) -> ModelConfig:
+    if "modelSha256" not in extra:
+        from consumers.providers.files import file_digest
+
+        extra["modelSha256"] = file_digest(path) if Path(path).is_file() else UNKNOWN_DIGEST
+    return _sklearn_config_unpinned(model_id, path, **extra)
+
+
+def grants_for(*model_roots: Path) -> GrantSettings:
+    """The grants of these tests: the test callables, ``model_roots`` (pickles allowed),
+    127.0.0.1 and the ``TEST_`` variables."""
+    return GrantSettings(
+        callables=CUSTOM_CALLABLES,
+        model_roots=model_roots,
+        allow_pickle=True,
+        env_prefixes=("MODEL_SECRET_", "TEST_"),
+        hosts=("127.0.0.1",),
+    )
+
+
+@pytest.fixture
+def settings(
+    settings: Settings, lead_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The shared settings with the grants of these tests; also in the environment, for the
+    consumers the tests start as processes."""
+    grants = grants_for(lead_models["champion"].parent)
+    monkeypatch.setenv("REGISTRY_GRANTS_CALLABLES", ",".join(grants.callables))
+    monkeypatch.setenv("REGISTRY_GRANTS_MODEL_ROOTS", ",".join(map(str, grants.model_roots)))
+    monkeypatch.setenv("REGISTRY_GRANTS_ALLOW_PICKLE", "1")
+    monkeypatch.setenv("REGISTRY_GRANTS_ENV_PREFIXES", ",".join(grants.env_prefixes))
+    monkeypatch.setenv("REGISTRY_GRANTS_HOSTS", ",".join(grants.hosts))
+    return settings.with_(grants=grants)

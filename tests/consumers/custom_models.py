@@ -64,3 +64,11 @@ def not_json(value: Any) -> Any:
 
 
 NOT_CALLABLE = 42
+
+
+def linear_2_1() -> Any:
+    """The architecture of a PyTorch test model (a granted ``architecture`` callable)."""
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Linear(2, 1)

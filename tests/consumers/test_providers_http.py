@@ -23,11 +23,16 @@ from consumers.errors import (
 )
 from consumers.providers import CallPolicy, ModelProvider, ProviderFactory
 from registry.core.types import ModelConfig
+from registry.infra.settings import GrantSettings
 from tests.consumers.loopback import Reply, Request, serve
 
 SECRET = "sk-test-very-secret-value-0042"
 AWS_SECRET = "aws-secret-key-do-not-leak-0042"
 POLICY = CallPolicy(timeout_s=0.3, retries=1, backoff_s=0.001, concurrency=4)
+# What these tests use, granted as an operator would: the loopback servers' address and the
+# TEST_ variables (docs/security-providers.md). tests/consumers/test_grants_hosts.py shows
+# what happens without.
+GRANTS = GrantSettings(hosts=("127.0.0.1",), env_prefixes=("TEST_",))
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +47,7 @@ def _provider(
     endpoint: str,
     credentials: dict[str, str],
     model_type: str = "nlp",
+    grants: GrantSettings = GRANTS,
     **settings: Any,
 ) -> ModelProvider:
     config = ModelConfig.model_validate(
@@ -60,7 +66,7 @@ def _provider(
             },
         }
     )
-    return ProviderFactory(POLICY).get_provider(config)
+    return ProviderFactory(POLICY, grants=grants).get_provider(config)
 
 
 def _echo_everything(status: int) -> Callable[[Request], Reply]:

@@ -21,14 +21,27 @@ from consumers.errors import (
 from consumers.providers import BrokenProvider, CallPolicy, ProviderFactory, mock_output
 from consumers.providers.base import CircuitBreaker, ProviderSpec
 from registry.core.types import ModelConfig, ModelType
+from registry.infra.settings import GrantSettings
 from tests.consumers import custom_models
-from tests.consumers.conftest import FEATURES, custom_config, lead_input, sklearn_config
+from tests.consumers.conftest import (
+    FEATURES,
+    UNKNOWN_DIGEST,
+    custom_config,
+    grants_for,
+    lead_input,
+    sklearn_config,
+)
 
 FAST = CallPolicy(timeout_s=0.2, retries=2, backoff_s=0.001, concurrency=8)
 
 
-def _factory() -> ProviderFactory:
-    return ProviderFactory(FAST)
+def _factory(*model_roots: Path) -> ProviderFactory:
+    """A factory granting the test callables and ``model_roots`` (pickles allowed)."""
+    return ProviderFactory(FAST, grants=grants_for(*model_roots))
+
+
+def _roots(lead_models: dict[str, Path]) -> Path:
+    return lead_models["champion"].parent
 
 
 def _config(provider: str, **pc: Any) -> ModelConfig:
@@ -54,7 +67,9 @@ async def test_sklearn_classifier_predicts_a_batch_with_probabilities(
     import joblib
     import numpy as np
 
-    provider = _factory().get_provider(sklearn_config("lead-v1", lead_models["champion"]))
+    provider = _factory(_roots(lead_models)).get_provider(
+        sklearn_config("lead-v1", lead_models["champion"])
+    )
     inputs = [lead_input(i) for i in range(50)]
     outputs = await provider.predict_batch(inputs)
     reference = joblib.load(lead_models["champion"]).predict_proba(
@@ -67,7 +82,7 @@ async def test_sklearn_classifier_predicts_a_batch_with_probabilities(
 
 
 async def test_sklearn_regressor_and_list_inputs(lead_models: dict[str, Path]) -> None:
-    provider = _factory().get_provider(
+    provider = _factory(_roots(lead_models)).get_provider(
         sklearn_config("rev-v1", lead_models["regressor"], type="regression")
     )
     (by_name, by_list) = await provider.predict_batch(
@@ -78,7 +93,9 @@ async def test_sklearn_regressor_and_list_inputs(lead_models: dict[str, Path]) -
 
 
 async def test_sklearn_bad_inputs_fail_alone(lead_models: dict[str, Path]) -> None:
-    provider = _factory().get_provider(sklearn_config("lead-v1", lead_models["champion"]))
+    provider = _factory(_roots(lead_models)).get_provider(
+        sklearn_config("lead-v1", lead_models["champion"])
+    )
     good = lead_input(1)
     missing = {k: v for k, v in good.items() if k != "visits"}
     text = {**good, "visits": "many"}
@@ -93,7 +110,7 @@ async def test_sklearn_bad_inputs_fail_alone(lead_models: dict[str, Path]) -> No
 
 
 async def test_sklearn_missing_file_and_missing_setting(tmp_path: Path) -> None:
-    factory = _factory()
+    factory = _factory(tmp_path)
     provider = factory.get_provider(sklearn_config("lead-v1", tmp_path / "nope.joblib"))
     outputs = await provider.predict_batch([lead_input(1), lead_input(2)])
     assert all(
@@ -112,7 +129,7 @@ async def test_sklearn_file_without_an_estimator(tmp_path: Path) -> None:
     path = tmp_path / "not-a-model.joblib"
     joblib.dump({"weights": [1, 2]}, path)
     (out,) = (
-        await _factory()
+        await _factory(tmp_path)
         .get_provider(sklearn_config("lead-v1", path))
         .predict_batch([lead_input(1)])
     )
@@ -158,9 +175,10 @@ async def test_custom_failures_are_typed() -> None:
 @pytest.mark.parametrize(
     ("target", "words"),
     [
-        ("no_colon_here", "package.module:function"),
-        ("tests.consumers.no_such_module:f", "cannot import"),
-        ("tests.consumers.custom_models:missing", "no attribute"),
+        ("no colon here", "package.module:function"),
+        ("no_colon_here", "not granted"),  # could be an entry point's name: there is none
+        ("tests.consumers.no_such_module:f", "not granted"),
+        ("tests.consumers.custom_models:missing", "not granted"),
         ("tests.consumers.custom_models:NOT_CALLABLE", "not callable"),
     ],
 )
@@ -180,9 +198,9 @@ async def test_transient_failures_are_retried() -> None:
     outputs = await provider.predict_batch([{"key": "a"}, {"key": "b"}])
     assert outputs == [{"label": 1, "attempts": 3}, {"label": 1, "attempts": 3}]  # 2 retries each
     custom_models.CALLS.clear()
-    once = ProviderFactory(CallPolicy(retries=1, backoff_s=0.001)).get_provider(
-        custom_config("flaky", "tests.consumers.custom_models:flaky")
-    )
+    once = ProviderFactory(
+        CallPolicy(retries=1, backoff_s=0.001), grants=grants_for()
+    ).get_provider(custom_config("flaky", "tests.consumers.custom_models:flaky"))
     (out,) = await once.predict_batch([{"key": "c"}])
     assert isinstance(out, ProviderUnavailable)
 
@@ -237,7 +255,7 @@ async def test_an_outage_costs_one_timeout_not_one_per_request() -> None:
         breaker_threshold=4,
         breaker_cooldown_s=60,
     )
-    provider = ProviderFactory(policy).get_provider(
+    provider = ProviderFactory(policy, grants=grants_for()).get_provider(
         custom_config("slow", "tests.consumers.custom_models:slow")
     )
     outputs = await provider.predict_batch([{}] * 40)
@@ -259,7 +277,9 @@ async def test_optional_frameworks_fail_cleanly_when_absent(
 ) -> None:
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed")
-    built = _factory().get_provider(_config(provider, modelPath=str(tmp_path / "model.bin")))
+    built = _factory(tmp_path).get_provider(
+        _config(provider, modelPath=str(tmp_path / "model.bin"), modelSha256=UNKNOWN_DIGEST)
+    )
     (out,) = await built.predict_batch([[1.0, 2.0]])
     assert isinstance(out, ProviderNotInstalled)
     assert f"model-registry[{'torch' if module == 'torch' else 'tensorflow'}]" in out.message
@@ -267,13 +287,39 @@ async def test_optional_frameworks_fail_cleanly_when_absent(
 
 async def test_pytorch_model_when_installed(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    model = torch.jit.script(torch.nn.Linear(2, 1))
-    path = tmp_path / "linear.pt"
-    torch.jit.save(model, str(path))
-    provider = _factory().get_provider(_config("pytorch", type="regression", modelPath=str(path)))
+    from consumers.providers.files import file_digest
+
+    weights = tmp_path / "linear.pt"  # a state dict, loaded weights-only
+    torch.save(custom_models.linear_2_1().state_dict(), weights)
+    factory = ProviderFactory(
+        FAST,
+        grants=GrantSettings(
+            callables=("tests.consumers.custom_models:linear_2_1",), model_roots=(tmp_path,)
+        ),
+    )
+    provider = factory.get_provider(
+        _config(
+            "pytorch",
+            type="regression",
+            modelPath=str(weights),
+            modelSha256=file_digest(weights),
+            architecture="tests.consumers.custom_models:linear_2_1",
+        )
+    )
     outputs = await provider.predict_batch([[1.0, 2.0], "bad"])
     assert len(outputs[0]["prediction"]) == 1
     assert isinstance(outputs[1], InvalidInput)
+    script = tmp_path / "linear.torchscript"  # carries code: only with pickles allowed
+    torch.jit.save(torch.jit.script(custom_models.linear_2_1()), str(script))
+    config = _config(
+        "pytorch", type="regression", modelPath=str(script), modelSha256=file_digest(script)
+    )
+    refused = factory.get_provider(config)
+    assert isinstance(refused, BrokenProvider)
+    assert "REGISTRY_GRANTS_ALLOW_PICKLE" in refused.failure.message
+    allowed = _factory(tmp_path).get_provider(config)
+    (out,) = await allowed.predict_batch([[1.0, 2.0]])
+    assert len(out["prediction"]) == 1
 
 
 # --------------------------------------------------------------------------- factory + mock
@@ -282,7 +328,7 @@ async def test_pytorch_model_when_installed(tmp_path: Path) -> None:
 async def test_factory_reuses_a_provider_until_its_config_changes(
     lead_models: dict[str, Path],
 ) -> None:
-    factory = _factory()
+    factory = _factory(_roots(lead_models))
     v1 = sklearn_config("lead-v1", lead_models["champion"])
     provider = factory.get_provider(v1)
     assert factory.get_provider(v1) is provider
