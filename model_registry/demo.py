@@ -1,8 +1,11 @@
 """The spec's story, end to end, against a running stack.
 
-1. train two lead-scoring models on synthetic leads (scikit-learn, a second or so);
-2. register ``lead-scoring-v1`` (active) and ``lead-scoring-v2`` (testing), record v2's
-   metrics, activate it, and start a 20% champion/challenger test (v2 challenges v1);
+1. train two lead-scoring models on synthetic leads (scikit-learn, a second or so), saved as
+   skops files (no pickle) in ``<data_dir>/models``, the model root every prediction consumer
+   is granted (docs/security-providers.md);
+2. register ``lead-scoring-v1`` (active) and ``lead-scoring-v2`` (testing), each pinning its
+   file's SHA-256 (``providerConfig.modelSha256``), record v2's metrics, activate it, and
+   start a 20% champion/challenger test (v2 challenges v1);
 3. stream prediction requests, wait for every result, then send the ground truth;
 4. print the monitor's comparison report, the audit history of v2, and v2's state at a
    moment before it was activated (a point-in-time query).
@@ -13,7 +16,6 @@ Safe to run again on the same data dir: steps already done are reported and skip
 from __future__ import annotations
 
 import asyncio
-import pickle
 import random
 import sqlite3
 import time
@@ -27,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from consumers.monitor import build_report, monitor_path
+from consumers.providers.files import file_digest
 from model_registry.client import ModelRegistry
 from model_registry.render.report import print_report
 from registry.core.errors import Rejected
@@ -66,7 +69,9 @@ def make_leads(n: int, seed: int) -> tuple[list[dict[str, float]], list[int]]:
 
 
 def train_lead_models(out_dir: Path) -> dict[str, Any]:
-    """Train v1 (two features, weaker) and v2 (all features); save them; return their metrics."""
+    """Train v1 (two features, weaker) and v2 (all features); save them as skops files (types
+    skops trusts by default only); return their paths, digests and metrics."""
+    import skops.io as sio  # type: ignore[import-untyped,import-not-found,unused-ignore]
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
@@ -78,10 +83,11 @@ def train_lead_models(out_dir: Path) -> dict[str, Any]:
         model = LogisticRegression(max_iter=500)
         model.fit([[r[f] for f in features] for r in train_x], train_y)
         predicted = model.predict([[r[f] for f in features] for r in test_x])
-        path = out_dir / f"{model_id}.pkl"
-        path.write_bytes(pickle.dumps(model))
+        path = out_dir / f"{model_id}.skops"
+        path.write_bytes(sio.dumps(model))
         result[model_id] = {
             "path": str(path.resolve()),
+            "sha256": file_digest(path),
             "features": features,
             "metrics": {
                 "accuracy": round(100 * accuracy_score(test_y, predicted), 2),
@@ -106,6 +112,7 @@ def _config(model_id: str, version: str, status: str, trained: dict[str, Any]) -
         "providerConfig": {
             "provider": "scikit-learn",
             "modelPath": info["path"],
+            "modelSha256": info["sha256"],
             "features": info["features"],
         },
         "lastTrained": datetime.now(UTC).isoformat(),
