@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from typing import Any
 
 from consumers.errors import InvalidInput, ProviderUnavailable
@@ -72,3 +74,21 @@ def linear_2_1() -> Any:
 
     torch.manual_seed(0)
     return torch.nn.Linear(2, 1)
+
+
+GATE = threading.Event()
+"""Holds ``blocking`` calls until set."""
+STARTED: list[Any] = []
+
+
+def blocking(value: Any) -> Any:
+    """A stuck sync model: blocks its thread until ``GATE`` is set (or 10 s pass)."""
+    STARTED.append(value)
+    GATE.wait(10)
+    return {"label": 1}
+
+
+def sleepy(value: Any) -> Any:
+    """A slow sync model: holds its thread (not the event loop) for 0.3 s."""
+    time.sleep(0.3)
+    return {"label": 0}
