@@ -167,9 +167,7 @@ def decode_command(data: bytes | str | None) -> CommandBase:
     obj = _load(data)
     message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     if not isinstance(obj.get("type"), str) or obj.get("type") not in _COMMAND_NAMES:
-        raise DecodeError(
-            f"unknown command type {_quoted(obj.get('type'))}", message_id=message_id
-        )
+        raise DecodeError(f"unknown command type {_quoted(obj.get('type'))}", message_id=message_id)
     obj = _upcast(obj)
     try:
         command: CommandBase = COMMAND_ADAPTER.validate_python(obj)

@@ -1,7 +1,8 @@
 """The decider: the single writer of ``registry.events`` (docs/design.md#the-write-path).
 
-For each partition of ``registry.commands`` it holds the state of that partition's models,
-rebuilt from ``registry.events`` (up to the fetch high watermark) before the first command.
+It holds the state of every model, rebuilt from ``registry.events`` (up to the fetch high
+watermark) before the first command. The registry topics have exactly one partition (one
+total order of every change); the decider refuses to start on any other layout.
 Then, per batch of commands: decode, dedupe by command id, ``decide``, append the events
 (acks=all), reply on ``registry.replies``, and only then commit the command offsets.
 
@@ -29,7 +30,6 @@ from typing import Any, Literal
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
 from registry.core import codec
 from registry.core.auth import (
@@ -42,10 +42,15 @@ from registry.core.auth import (
     signature_valid,
 )
 from registry.core.chain import Chain, record_hash
-from registry.core.errors import DecodeError, Rejection, RejectionCode, SecretInConfig
+from registry.core.errors import (
+    DecodeError,
+    RegistryError,
+    Rejection,
+    RejectionCode,
+    SecretInConfig,
+)
 from registry.core.limits import over_limits
 from registry.core.messages import (
-    REGISTRY_KEY,
     CommandBase,
     CommandReply,
     EventBase,
@@ -70,14 +75,15 @@ from registry.infra.kafka.dlq import send_to_dlq
 from registry.infra.kafka.follower import Batch, LogBadRecords, LogFollower
 from registry.infra.settings import Settings
 
-__all__ = ["Decider", "DeciderStats", "partition_for"]
+__all__ = ["Decider", "DeciderStats", "RegistryTopicLayout"]
 
 log = logging.getLogger(__name__)
 
 
-def partition_for(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as Java's)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+class RegistryTopicLayout(RegistryError):
+    """A registry topic with other than one partition: the registry is one total order."""
+
+    code = "RegistryTopicLayout"
 
 
 @dataclass
@@ -102,7 +108,7 @@ _Pending = tuple[CommandBase, list[tuple[EventBase, bytes, "asyncio.Future[Any]"
 
 
 @dataclass
-class _PartitionState:
+class _State:
     registry: RegistryState = field(default_factory=RegistryState)
     # command id -> (revision after it, the events it produced): answers duplicates
     seen: dict[str, tuple[int, list[EventRef]]] = field(default_factory=dict)
@@ -143,7 +149,7 @@ class Decider:
         self._commands = settings.topic("registry.commands")
         self._events = settings.topic("registry.events")
         self._replies = settings.topic("registry.replies")
-        self._states: dict[int, _PartitionState] = {}
+        self._state = _State()
         self._positions: dict[int, int] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -151,13 +157,14 @@ class Decider:
         self.actors = ActorsFile(settings.actors_file)
         self.four_eyes = settings.auth.four_eyes
         self.limits = settings.limits
-        self._chain = Chain()  # the tip of each partition of registry.events
+        self._chain = Chain()  # the tip of registry.events
         self.ready = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Connect, rebuild every partition's state from the log, and seek to committed offsets."""
+        """Connect, check the topics, rebuild the state from the log, seek to the committed
+        offset."""
         s = self.settings
         self.actors.current()  # no actors file: refuse to start, saying what to do
         producer_kwargs = {}
@@ -170,7 +177,15 @@ class Decider:
         await start_client(self._producer, s)
         await start_client(self._consumer, s)
         tps = await partitions_of(self._consumer, self._commands)
-        await self._rebuild([tp.partition for tp in tps])
+        for topic in (self._commands, self._events, self._replies):
+            count = len(await partitions_of(self._consumer, topic))
+            if count != 1:
+                raise RegistryTopicLayout(
+                    f"{topic} has {count} partitions; the registry topics have exactly one "
+                    "(one total order of every change: docs/design.md#topics). Recreate it "
+                    "with one partition."
+                )
+        await self._rebuild()
         self._consumer.assign(tps)
         for tp in tps:
             committed = await self._consumer.committed(tp)
@@ -189,31 +204,30 @@ class Decider:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Decide commands until ``stop`` is set."""
-        await self.start()
         try:
+            await self.start()
             while not stop.is_set():
                 await self.step()
         finally:
             await self.stop()
 
-    async def _rebuild(self, partitions: list[int]) -> None:
-        """Fold ``registry.events`` of ``partitions`` into memory, to the high watermark.
+    async def _rebuild(self) -> None:
+        """Fold ``registry.events`` into memory, to the high watermark.
 
         An unreadable or out-of-sequence event is logged and not believed: the projector
         reports it; the decider must not build on it."""
-        for p in partitions:
-            self._states[p] = _PartitionState()
+        self._state = state = _State()
         self._chain = Chain()
         skipped = LogBadRecords("decider")
         follower = LogFollower(
-            self.settings, [self._events], name="decider rebuild", partitions=partitions
+            self.settings, [self._events], name="decider rebuild", partitions=[0]
         )
         await follower.start()
 
+        remember = functools.partial(self._remember, state)
+
         def fold(batch: Batch) -> None:
-            for tp, records in batch.items():
-                state = self._states[tp.partition]
-                remember = functools.partial(self._remember, state)
+            for records in batch.values():
                 fold_records(
                     records, state.registry, on_bad=skipped, on_applied=remember, chain=self._chain
                 )
@@ -225,9 +239,7 @@ class Decider:
         self.stats.skipped_events = skipped.count
 
     @staticmethod
-    def _remember(
-        state: _PartitionState, record: RecordLike, fact: Fact, changes: list[Change]
-    ) -> None:
+    def _remember(state: _State, record: RecordLike, fact: Fact, changes: list[Change]) -> None:
         """Note which command caused ``fact``, so a repeat of it is answered, not applied, and
         who authored each model's version (four eyes)."""
         if fact.type in _AUTHORED:
@@ -266,7 +278,7 @@ class Decider:
         self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
         assert self._producer is not None
-        state = self._states[tp.partition]
+        state = self._state
         if self.settings.decider.transactional:
             await self._producer.begin_transaction()
         replies: list[CommandReply] = []
@@ -292,9 +304,7 @@ class Decider:
         await self._send_replies(replies)
         await self._commit(tp, records[-1].offset + 1)
 
-    async def _appended(
-        self, state: _PartitionState, pending: list[_Pending]
-    ) -> list[CommandReply]:
+    async def _appended(self, state: _State, pending: list[_Pending]) -> list[CommandReply]:
         """Await the appends of ``pending``; journal them (embedded broker); their replies."""
         journal: list[JournalRecord] = []
         replies = []
@@ -357,7 +367,7 @@ class Decider:
 
     async def _decide_one(
         self,
-        state: _PartitionState,
+        state: _State,
         record: ConsumerRecord[bytes, bytes],
         in_batch: set[str],
         repeated: list[CommandBase],
@@ -374,7 +384,7 @@ class Decider:
 
     async def _decide_record(
         self,
-        state: _PartitionState,
+        state: _State,
         record: ConsumerRecord[bytes, bytes],
         in_batch: set[str],
         repeated: list[CommandBase],
@@ -437,7 +447,7 @@ class Decider:
 
     async def _decide_signed(
         self,
-        state: _PartitionState,
+        state: _State,
         record: ConsumerRecord[bytes, bytes],
         command: CommandBase,
         signed: _Signed,
@@ -450,19 +460,6 @@ class Decider:
             self.stats.forbidden += 1
             self.stats.rejected += 1
             return self._rejection_reply(command.id, command, refused), None
-        partitions = len(self._states)
-        if (
-            partitions > 1
-            and command.model_id != REGISTRY_KEY
-            and partition_for(command.model_id, partitions) != record.partition
-        ):
-            self.stats.rejected += 1
-            rejection = Rejection(
-                RejectionCode.INVALID_COMMAND,
-                f"command for '{command.model_id}' arrived on partition {record.partition}; "
-                "produce commands with key = model id.",
-            )
-            return self._rejection_reply(command.id, command, rejection), None
         if command.id in in_batch:
             repeated.append(command)
             return None, None
@@ -517,9 +514,7 @@ class Decider:
             encoded.append((event, value))
         return encoded
 
-    def _refusal(
-        self, command: CommandBase, signed: _Signed, state: _PartitionState
-    ) -> Rejection | None:
+    def _refusal(self, command: CommandBase, signed: _Signed, state: _State) -> Rejection | None:
         """Why the signer may not send ``command`` (roles, four eyes, code not granted)."""
         refused = authorize(command, signed.signer, self.actors.current())
         if refused is None and self.four_eyes:
@@ -571,7 +566,7 @@ class Decider:
         command: CommandBase,
         outcome: Literal["accepted", "duplicate"],
         refs: list[EventRef],
-        state: _PartitionState,
+        state: _State,
     ) -> CommandReply:
         return CommandReply(
             command_id=command.id,
@@ -584,7 +579,7 @@ class Decider:
             events=refs,
         )
 
-    def _duplicate_reply(self, command: CommandBase, state: _PartitionState) -> CommandReply:
+    def _duplicate_reply(self, command: CommandBase, state: _State) -> CommandReply:
         revision, refs = state.seen[command.id]
         return CommandReply(
             command_id=command.id,

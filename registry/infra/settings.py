@@ -269,7 +269,6 @@ class Settings:
     # small there for the request/reply path (docs/design.md#brokers). from_env makes it 500
     # when a real Kafka is named.
     fetch_max_wait_ms: int = 10
-    registry_partitions: int = field(default=1, metadata=_env("REGISTRY_PARTITIONS"))
     prediction_partitions: int = 6
     replication_factor: int = 1
     log_level: str = "warning"

@@ -6,6 +6,7 @@ valid command sent right after it is accepted.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -97,3 +98,27 @@ async def test_poison_commands_are_refused_and_the_decider_goes_on(
     ]
     assert events == ["after"]
     assert decider.stats.dead_lettered == 4
+
+
+async def test_the_decider_refuses_a_registry_topic_with_several_partitions(
+    settings: Settings,
+) -> None:
+    """One total order of every change: a registry topic split in three is refused, with a
+    sentence, instead of deciding A/B tests on a partition's share of the models."""
+    import pytest
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from registry.decider.decider import RegistryTopicLayout
+    from registry.infra.kafka.topics import ensure_topics
+
+    split = settings.with_(topic_prefix=settings.topic_prefix + "split.")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(split.topic("registry.events"), 3, 1)])
+    finally:
+        await admin.close()
+    await ensure_topics(split)  # creates the others, leaves the split one as it is
+    decider = Decider(split)
+    with pytest.raises(RegistryTopicLayout, match="registry.events has 3 partitions"):
+        await decider.run(asyncio.Event())

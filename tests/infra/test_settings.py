@@ -18,7 +18,6 @@ def test_variables_are_read_and_typed_per_section() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
             "REGISTRY_TOPIC_PREFIX": "crm.",
             "REGISTRY_DATA_DIR": "/var/lib/registry",
-            "REGISTRY_PARTITIONS": "3",
             "REGISTRY_DECIDER_ALLOW_CLEAR": "yes",
             "REGISTRY_PROJECTOR_MAX_RECORDS": "500",
             "REGISTRY_PREDICTOR_MAX_BATCH": "10",
@@ -27,14 +26,22 @@ def test_variables_are_read_and_typed_per_section() -> None:
             "REGISTRY_PREDICTOR_ASSIGNMENT": "all",
             "REGISTRY_MONITOR_METRICS_PORT": "0",
             "KAFKA_SASL_USERNAME": "registry",
+            "REGISTRY_GRANTS_CALLABLES": "crm.rules:score, crm.rules:churn",
+            "REGISTRY_GRANTS_MODEL_ROOTS": "/models,/srv/models",
+            "REGISTRY_AUTH_FOUR_EYES": "1",
+            "REGISTRY_LIMITS_JSON_DEPTH": "16",
         }
     )
+    assert s.grants.callables == ("crm.rules:score", "crm.rules:churn")
+    assert s.grants.model_roots == (Path("/models"), Path("/srv/models"))
+    assert s.auth.four_eyes is True
+    assert s.limits.json_depth == 16
+    assert s.actors_file == Path("/var/lib/registry/actors.json")
     assert (s.bootstrap_servers, s.topic_prefix, s.data_dir) == (
         "k1:9092,k2:9092",
         "crm.",
         Path("/var/lib/registry"),
     )
-    assert s.registry_partitions == 3
     assert s.fetch_max_wait_ms == 500  # a real Kafka wakes a waiting fetch early
     assert s.decider.allow_clear is True
     assert s.projector.max_records == 500

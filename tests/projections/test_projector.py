@@ -328,26 +328,6 @@ async def test_garbage_value_types_never_reach_the_tables(settings: Settings) ->
         assert [m.model_id for m in await reader.list_models()] == ["m1"]
 
 
-async def test_several_partitions_keep_per_model_order(settings: Settings, tmp_path: Path) -> None:
-    from registry.infra.kafka.topics import ensure_topics
-
-    multi = settings.with_(topic_prefix=settings.topic_prefix + "p3.", registry_partitions=3)
-    await ensure_topics(multi)
-    h = random_history(600, seed=8, n_models=25, allow_clear=False)
-    await produce(multi, h.events)  # keyed by model id: one model, one partition
-    db = projection_path(multi)
-    await Projector(multi, db, max_records=50).catch_up()
-    async with ProjectionReader(db) as reader:
-        assert len(await reader.positions()) == 3
-        for model_id, state in h.state.models.items():
-            view = await reader.get_model(model_id)
-            assert view is not None
-            assert (view.config, view.revision) == (state.config, state.revision)
-            assert await reader.get_model(model_id, as_of=h.events[-1].occurred_at) == view
-    await rebuild(multi, tmp_path / "fresh.db")
-    assert_same_tables(db, tmp_path / "fresh.db")
-
-
 async def test_readers_see_the_old_or_the_new_projection_during_a_swap(settings: Settings) -> None:
     h = random_history(1200, seed=9, n_models=30)
     await produce(settings, h.events[:400])

@@ -24,13 +24,13 @@ class TopicSpec:
     """A logical topic: its name (before the prefix), partitions and retention."""
 
     name: str
-    registry: bool  # partitions follow Settings.registry_partitions, else prediction_partitions
+    registry: bool  # one partition (one total order), else Settings.prediction_partitions
     retention_ms: int
 
     def partitions(self, settings: Settings) -> int:
-        if self.name.endswith(".dlq"):
+        if self.registry or self.name.endswith(".dlq"):
             return 1
-        return settings.registry_partitions if self.registry else settings.prediction_partitions
+        return settings.prediction_partitions
 
 
 TOPICS: tuple[TopicSpec, ...] = (
