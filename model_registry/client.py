@@ -5,13 +5,18 @@ Writes go through ``CommandClient`` (``registry.decider.client``): a command on
 ``registry.commands``, answered once its event is appended. Reads go to the SQLite
 projection; by default they first wait until the projection has applied this client's own
 writes (read-your-writes).
+
+Settings that name no broker (no ``KAFKA_BOOTSTRAP_SERVERS``) find a running
+``model-registry up`` the way the CLI does: by the ``runtime.json`` it keeps in the data dir.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Self
 
+from model_registry.runtime import find_running
 from projections.reader import ProjectionReader
 from projections.schema import projection_path
 from projections.views import ModelView, StatusChange, VersionView
@@ -28,7 +33,10 @@ class ModelRegistry(CommandClient):
 
     Commands are signed with ``identity`` (default: the key in ``settings.identity_file``,
     which ``up`` creates for the local user) and sent in the name of ``actor`` (default: the
-    identity's own; another only when the actors file lets the identity sign for it)."""
+    identity's own; another only when the actors file lets the identity sign for it).
+
+    Without a broker address in ``settings``, the client talks to the ``up`` running on
+    ``settings.data_dir`` (when none runs, starting it raises ``SettingsError``)."""
 
     def __init__(
         self,
@@ -39,9 +47,17 @@ class ModelRegistry(CommandClient):
         timeout: float = 10.0,
         identity: Identity | None = None,
     ) -> None:
+        settings = find_running(settings) or settings
         super().__init__(settings, actor=actor, timeout=timeout, identity=identity)
         self._projection_path = projection_path or _default_projection(settings)
         self._reader: ProjectionReader | None = None
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            await self.close()  # what did start is stopped: nothing left unclosed
+            raise
 
     async def close(self) -> None:
         await super().close()

@@ -2,7 +2,8 @@
 
 ``up`` writes it into its data dir (where its broker is, its pid, its ports) and removes it
 on a clean stop; a CLI command without ``KAFKA_BOOTSTRAP_SERVERS`` reads it to find the
-broker. A file left behind by an ``up`` that was killed names a dead pid and is ignored.
+broker, and so does ``ModelRegistry`` (``find_running``). A file left behind by an ``up``
+that was killed names a dead pid and is ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RUNTIME_FILE", "pid_alive", "read_runtime", "remove_runtime", "write_runtime"]
+from registry.infra.settings import Settings
+
+__all__ = [
+    "RUNTIME_FILE",
+    "find_running",
+    "pid_alive",
+    "read_runtime",
+    "remove_runtime",
+    "write_runtime",
+]
 
 RUNTIME_FILE = "runtime.json"
 
@@ -31,9 +41,27 @@ def read_runtime(data_dir: Path) -> dict[str, Any] | None:
         info = json.loads((data_dir / RUNTIME_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not pid_alive(int(info.get("pid", 0))):
+    if not isinstance(info, dict):
+        return None
+    pid = info.get("pid")
+    if not isinstance(pid, int) or not pid_alive(pid):
         return None
     return info
+
+
+def find_running(settings: Settings) -> Settings | None:
+    """``settings`` aimed at the stack a running ``up`` recorded in their data dir: its
+    broker and topic prefix. ``settings`` unchanged when they name a broker already; None
+    when they do not and no ``up`` runs on that data dir."""
+    if settings.bootstrap_servers:
+        return settings
+    info = read_runtime(settings.data_dir)
+    if info is None or not info.get("bootstrap_servers"):
+        return None
+    return settings.with_(
+        bootstrap_servers=str(info["bootstrap_servers"]),
+        topic_prefix=str(info.get("topic_prefix", settings.topic_prefix)),
+    )
 
 
 def pid_alive(pid: int) -> bool:

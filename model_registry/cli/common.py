@@ -1,7 +1,6 @@
-"""What the CLI's commands share: the settings (read once), running a coroutine, exit codes.
+"""What the CLI's commands share: the settings (read once), running a coroutine.
 
-Exit codes: 0 success, 1 an error a result reports (e.g. a prediction's), 2 a rejection or
-bad input, 3 a timeout or an unreachable broker.
+Exit codes and how a failure is told: ``model_registry.cli.errors``.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from model_registry.runtime import read_runtime
-from registry.core.errors import RegistryError
+from model_registry.cli.errors import INVALID, UNREACHABLE, fail
+from model_registry.runtime import find_running
 from registry.infra.settings import Settings, SettingsError
 
 __all__ = [
@@ -35,7 +34,7 @@ def current_settings(**overrides: Any) -> Settings:
         try:
             root.obj = Settings.from_env()
         except SettingsError as exc:
-            raise click.ClickException(str(exc)) from None
+            fail(f"invalid setting: {exc}", INVALID)
     settings: Settings = root.obj
     return settings.with_(**overrides) if overrides else settings
 
@@ -44,18 +43,15 @@ def cli_settings(**overrides: Any) -> Settings:
     """The settings; without ``KAFKA_BOOTSTRAP_SERVERS``, the address of a running
     ``model-registry up`` found in the data dir."""
     settings = current_settings(**overrides)
-    if settings.bootstrap_servers:
-        return settings
-    info = read_runtime(settings.data_dir)
-    if info is None:
-        raise click.ClickException(
-            "no Kafka to talk to: set KAFKA_BOOTSTRAP_SERVERS, or start the stack with "
-            "`model-registry up`"
+    found = find_running(settings)
+    if found is None:
+        fail(
+            f"no registry is running on the data dir {settings.data_dir}: start it with "
+            "`model-registry up` (or point REGISTRY_DATA_DIR at its data dir), or set "
+            "KAFKA_BOOTSTRAP_SERVERS.",
+            UNREACHABLE,
         )
-    return settings.with_(
-        bootstrap_servers=info["bootstrap_servers"],
-        topic_prefix=info.get("topic_prefix", settings.topic_prefix),
-    )
+    return found
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -64,11 +60,8 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def run_reporting(coro: Coroutine[Any, Any, T]) -> T:
-    """``run``, turning the registry's typed errors into a clean CLI failure."""
-    try:
-        return run(coro)
-    except RegistryError as exc:
-        raise click.ClickException(f"[{exc.code}] {exc}") from None
+    """``run``: what it raises is told in words by the root group (``errors.explain``)."""
+    return run(coro)
 
 
 async def run_until_signalled(runner: Callable[[asyncio.Event], Awaitable[None]]) -> None:
