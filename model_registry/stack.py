@@ -4,7 +4,8 @@ With no ``KAFKA_BOOTSTRAP_SERVERS`` it starts the embedded broker (loopback only
 cluster id kept in the data dir, and, because that broker keeps data in memory only,
 restores ``registry.events`` from the projection's ``events`` table before anything else
 starts. Then it runs the decider, projector, prediction consumer and monitor as tasks of one
-event loop, each judged healthy by its progress.
+event loop, each judged healthy by its progress. A component that crashes is reported (with
+its cause) and restarted with a backoff (``model_registry.supervisor``); the stack goes on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import contextlib
 import logging
 import os
 import sqlite3
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from consumers.monitor.metrics import MetricsServer
 from consumers.monitor.service import Monitor, monitor_path
 from consumers.predictor import PredictionConsumer
 from model_registry.runtime import remove_runtime, write_runtime
+from model_registry.supervisor import Backoff, Crash, supervise
 from projections.projector import Projector, projection_path
 from projections.restore import restore_log
 from registry.decider.decider import Decider
@@ -64,7 +68,10 @@ def _monitor(settings: Settings, options: dict[str, Any]) -> Any:
     return Monitor(settings, monitor_path(settings))
 
 
-_FACTORIES: dict[str, Callable[[Settings, dict[str, Any]], Any]] = {
+Factory = Callable[[Settings, dict[str, Any]], Any]
+"""Builds a fresh component (it has ``run(stop)`` and ``stats``) from the settings and options."""
+
+_FACTORIES: dict[str, Factory] = {
     "decider": _decider,
     "projector": _projector,
     "predictor": _predictor,
@@ -75,7 +82,10 @@ COMPONENTS = tuple(_FACTORIES)
 
 @dataclass
 class Stack:
-    """Broker (when embedded) + registry processes, started and stopped together."""
+    """Broker (when embedded) + registry processes, started and stopped together.
+
+    Each component runs under ``supervise``: a crash goes to ``on_crash`` (default: the
+    log) and the component is restarted after ``backoff``; ``crashes`` keeps the latest."""
 
     settings: Settings
     components: tuple[str, ...] = COMPONENTS
@@ -85,10 +95,17 @@ class Stack:
     restored: int = 0
     health: dict[str, ComponentHealth] = field(default_factory=dict)
     metrics_port_bound: int | None = None
+    on_crash: Callable[[Crash], None] | None = None
+    factories: dict[str, Factory] = field(default_factory=lambda: dict(_FACTORIES))
+    backoff: Backoff = field(default_factory=Backoff)
+    crashes: deque[Crash] = field(default_factory=lambda: deque(maxlen=100))
+    restarts: dict[str, int] = field(default_factory=dict)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
     _metrics: Any = None
     _locks: list[DataDirLock] = field(default_factory=list)
+    _supervisors: list[asyncio.Task[None]] = field(default_factory=list)
+    _wrote_runtime: bool = False
 
     @property
     def embedded(self) -> bool:
@@ -112,12 +129,9 @@ class Stack:
         if self.embedded:
             self.restored = await self._restore()
         for name in self.components:
-            if name not in _FACTORIES:
+            if name not in self.factories:
                 raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
-            component = _FACTORIES[name](self.settings, self.options)
-            health = ComponentHealth(name, component)
-            health.task = asyncio.create_task(component.run(self._stop), name=name)
-            self.health[name] = health
+            self._supervise(name)
         metrics_port = self.options.get("metrics_port")
         monitor = self.health["monitor"].component if "monitor" in self.health else None
         if metrics_port is not None and isinstance(monitor, Monitor):
@@ -126,6 +140,38 @@ class Stack:
         if self.health_port is not None:
             self._server = await serve_health(self.health, "127.0.0.1", self.health_port)
         self._write_runtime()
+
+    def _supervise(self, name: str) -> None:
+        """Start ``name`` under a supervisor that restarts it after a crash."""
+        factory = self.factories[name]
+        health = ComponentHealth(name, factory(self.settings, self.options))
+        self.health[name] = health
+        self.restarts[name] = 0
+
+        def create() -> Any:
+            return factory(self.settings, self.options)
+
+        def started(component: Any) -> None:
+            self.restarts[name] += 1
+            if isinstance(component, Monitor) and self._metrics is not None:
+                self._metrics.monitor = component  # /metrics follows the running monitor
+
+        supervisor = supervise(
+            health,
+            create,
+            self._stop,
+            on_crash=self._crashed,
+            on_start=started,
+            backoff=self.backoff,
+        )
+        self._supervisors.append(asyncio.create_task(supervisor, name=f"supervise {name}"))
+
+    def _crashed(self, crash: Crash) -> None:
+        self.crashes.append(crash)
+        if self.on_crash is not None:
+            self.on_crash(crash)
+        else:
+            log.log(logging.ERROR if crash.stuck else logging.WARNING, "%s", crash.describe())
 
     async def _restore(self) -> int:
         """Restore the log: the projection's copy, then what only the journal holds."""
@@ -158,6 +204,7 @@ class Stack:
             "health_port": self.health_port_bound,
         }
         write_runtime(self.settings.data_dir, info)
+        self._wrote_runtime = True
 
     @property
     def health_port_bound(self) -> int | None:
@@ -165,15 +212,29 @@ class Stack:
             return None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def wait_ready(self, timeout: float = 60.0) -> None:
-        """Until every component that signals readiness (``ready`` event) is ready."""
-        for h in self.health.values():
+    def not_ready(self) -> list[str]:
+        """Components that signal readiness (a ``ready`` event) and are not ready (yet)."""
+        out = []
+        for name, h in self.health.items():
             ready = getattr(h.component, "ready", None)
-            if isinstance(ready, asyncio.Event):
-                await asyncio.wait_for(ready.wait(), timeout)
+            if isinstance(ready, asyncio.Event) and not ready.is_set():
+                out.append(name)
+        return out
+
+    async def wait_ready(self, timeout: float = 60.0, *, until_crash: bool = False) -> list[str]:
+        """Wait until every component is ready, or ``timeout`` seconds; returns those that
+        are not. A component restarting after a crash is waited for in its new instance;
+        with ``until_crash``, no longer once it has crashed (its crash was reported)."""
+        deadline = time.monotonic() + timeout
+        while (waiting := self.not_ready()) and time.monotonic() < deadline:
+            crashed = {c.component for c in self.crashes}
+            if until_crash and crashed.issuperset(waiting):
+                break
+            await asyncio.sleep(0.02)
+        return waiting
 
     def crashed(self) -> list[str]:
-        """Names of components whose task has ended with an error."""
+        """Names of components that have crashed and wait for their restart."""
         return [
             n
             for n, h in self.health.items()
@@ -186,7 +247,8 @@ class Stack:
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop components (they save positions), then the broker. Idempotent."""
         self._stop.set()
-        tasks = [h.task for h in self.health.values() if h.task is not None]
+        tasks = self._supervisors[:]
+        self._supervisors.clear()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             for task in pending:
@@ -200,7 +262,9 @@ class Stack:
         if self._metrics is not None:
             await self._metrics.stop()
             self._metrics = None
-        remove_runtime(self.settings.data_dir)
+        if self._wrote_runtime:  # never the file of another `up` this one failed to join
+            remove_runtime(self.settings.data_dir)
+            self._wrote_runtime = False
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
         for lock in self._locks:

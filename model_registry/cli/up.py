@@ -7,17 +7,21 @@ import contextlib
 import signal
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from model_registry.cli.common import cli_settings, current_settings
+from model_registry.cli.errors import fail
 from model_registry.runtime import read_runtime
 from registry.infra.settings import Settings
 
 if TYPE_CHECKING:  # the stack imports every component: loaded only by the commands that run it
-    from model_registry.stack import Stack
+    from model_registry.stack import Factory, Stack
+    from model_registry.supervisor import Crash
 
 __all__ = ["register", "run_stack"]
 
@@ -32,27 +36,27 @@ def _status_line(stack: Stack) -> str:
     parts = []
     for name, health in stack.health.items():
         r = health.report()
-        counters = ", ".join(
-            f"{k}={v}"
-            for k, v in r.items()
-            if k
-            in {
-                "accepted",
-                "rejected",
-                "events_applied",
-                "results",
-                "requests",
-                "outcomes",
-                "lag",
-                "errors",
-            }
-        )
+        counters = ", ".join(f"{k}={v}" for k, v in r.items() if k in _COUNTERS)
+        if stack.restarts.get(name):
+            counters += f", restarts={stack.restarts[name]}"
         mark = "ok" if r["healthy"] else "UNHEALTHY"
         parts.append(f"{name}[{mark}] {counters}")
     return " | ".join(parts)
 
 
-def _banner(stack: Stack) -> str:
+_COUNTERS = {
+    "accepted",
+    "rejected",
+    "events_applied",
+    "results",
+    "requests",
+    "outcomes",
+    "lag",
+    "errors",
+}
+
+
+def _banner(stack: Stack, not_ready: list[str]) -> str:
     s = stack.settings
     lines = [
         "model-registry is up",
@@ -68,8 +72,24 @@ def _banner(stack: Stack) -> str:
         lines.append(f"  metrics     http://127.0.0.1:{stack.metrics_port_bound}/metrics")
     if stack.restored:
         lines.append(f"  restored    {stack.restored} registry events from the local copy")
+    if not_ready:
+        lines.append(
+            f"  not ready   {', '.join(not_ready)} (crashed: see above; restarted until it runs)"
+        )
     lines.append("  Ctrl-C stops everything.")
     return "\n".join(lines)
+
+
+def _reporter(debug: bool) -> Callable[[Crash], None]:
+    """Print a component's crash on stderr: its cause, never a record's value."""
+
+    def report(crash: Crash) -> None:
+        click.echo(time.strftime("%H:%M:%S ") + crash.describe(), err=True)
+        if debug and crash.exception is not None:
+            trace = traceback.format_exception(crash.exception)
+            click.echo("".join(trace).rstrip(), err=True)
+
+    return report
 
 
 async def run_stack(
@@ -80,32 +100,43 @@ async def run_stack(
     status_every: float,
     options: dict[str, Any],
     components: tuple[str, ...] | None = None,
+    stop: asyncio.Event | None = None,
+    factories: dict[str, Factory] | None = None,
 ) -> int:
-    """Run the stack until a signal (or a crash); returns the exit code."""
+    """Run the stack until a signal (or ``stop``); returns the exit code.
+
+    A component that crashes is reported and restarted (``model_registry.supervisor``): the
+    stack, and the embedded broker with the prediction topics it holds in memory, go on.
+    A failure to start (the broker unreachable, a port taken, the data dir in use) raises.
+    """
     from model_registry.stack import COMPONENTS, Stack
 
     stack = Stack(
-        settings, components=components or COMPONENTS, health_port=health_port, options=options
+        settings,
+        components=components or COMPONENTS,
+        health_port=health_port,
+        options=options,
+        on_crash=_reporter(settings.debug),
     )
-    stop = asyncio.Event()
+    if factories is not None:
+        stack.factories.update(factories)
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
         await stack.start()
-        await stack.wait_ready()
-        click.echo(_banner(stack), err=False)
-        if run_demo:
+        not_ready = await stack.wait_ready(until_crash=True)
+        click.echo(_banner(stack, not_ready), err=False)
+        if run_demo and not_ready:
+            click.echo("the demo needs every component ready: skipped", err=True)
+        elif run_demo:
             from model_registry.demo import run_demo as demo_story
 
             await demo_story(stack.settings, stop=stop)
         last = 0.0
         while not stop.is_set():
-            if stack.crashed():
-                click.echo(
-                    f"component(s) crashed: {', '.join(stack.crashed())}; stopping", err=True
-                )
-                return 1
             if status_every and time.monotonic() - last >= status_every:
                 click.echo(time.strftime("%H:%M:%S ") + _status_line(stack))
                 last = time.monotonic()
@@ -115,6 +146,8 @@ async def run_stack(
     finally:
         click.echo("stopping...", err=True)
         await stack.stop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         click.echo("stopped.", err=True)
 
 
@@ -132,19 +165,19 @@ async def run_stack(
 )
 @click.option(
     "--health-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Serve /healthz on 127.0.0.1:PORT (0 = any free port).",
 )
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Prometheus endpoint of the monitor on 127.0.0.1:PORT.",
 )
 @click.option(
     "--status-every",
-    type=float,
+    type=click.FloatRange(min=0),
     default=10.0,
     show_default=True,
     help="Seconds between status lines (0 = none).",
@@ -201,7 +234,7 @@ def up(
 @click.option(
     "--requests",
     "n_requests",
-    type=int,
+    type=click.IntRange(min=1),
     default=3000,
     show_default=True,
     help="Prediction requests to stream.",
@@ -221,10 +254,12 @@ def demo(data_dir: Path | None, n_requests: int) -> None:
         return
 
     async def own_stack() -> None:
-        stack = Stack(settings, components=COMPONENTS)
+        stack = Stack(settings, components=COMPONENTS, on_crash=_reporter(settings.debug))
         try:
             await stack.start()
-            await stack.wait_ready()
+            not_ready = await stack.wait_ready(until_crash=True)
+            if not_ready:
+                fail(f"the demo needs every component; not ready: {', '.join(not_ready)}.")
             await demo_story(stack.settings, n_requests=n_requests)
         finally:
             await stack.stop()
