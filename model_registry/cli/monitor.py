@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from model_registry.cli.common import cli_settings, current_settings, run
+from model_registry.cli.errors import FAILED, UNREACHABLE, fail
 from registry.infra.settings import Settings
 
 __all__ = ["register", "run_monitor"]
@@ -24,7 +25,7 @@ __all__ = ["register", "run_monitor"]
 )
 @click.option(
     "--metrics-port",
-    type=int,
+    type=click.IntRange(0, 65535),
     default=None,
     help="Port of the Prometheus endpoint (0: any free port) "
     "[default: $REGISTRY_MONITOR_METRICS_PORT or 9466].",
@@ -86,14 +87,14 @@ async def run_monitor(settings: Settings, db: Path | None, metrics: tuple[str, i
 )
 @click.option(
     "--min-requests",
-    type=int,
+    type=click.IntRange(min=1),
     default=100,
     show_default=True,
     help="Requests per variant before a verdict.",
 )
 @click.option(
     "--min-scored",
-    type=int,
+    type=click.IntRange(min=1),
     default=30,
     show_default=True,
     help="Scored outcomes per variant before a quality verdict.",
@@ -112,12 +113,19 @@ def report_cmd(
     path = db or monitor_path(current_settings())
     try:
         report = build_report(path, ref, min_requests=min_requests, min_scored=min_scored)
-    except (TestNotFound, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except TestNotFound as exc:
+        fail(str(exc), FAILED)
+    except FileNotFoundError as exc:
+        fail(str(exc), UNREACHABLE)
     if plot is not None:
         from consumers.monitor.plot import plot_report
 
-        plot_report(path, report, plot)
+        try:
+            plot_report(path, report, plot)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] != "matplotlib":
+                raise
+            fail("--plot needs matplotlib: pip install 'model-registry[sklearn]'.", FAILED)
         click.echo(f"wrote {plot}", err=True)
     if as_json:
         click.echo(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())

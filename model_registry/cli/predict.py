@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from model_registry.cli.common import cli_settings, run, run_until_signalled
-from registry.core.errors import RegistryError
+from model_registry.cli.errors import FAILED
 
 __all__ = ["register"]
 
@@ -64,10 +65,7 @@ def predictor(
         consumer = PredictionConsumer(settings, mock_fallback=mock_fallback, config=config)
         await run_until_signalled(consumer.run)
 
-    try:
-        run(main())
-    except RegistryError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
+    run(main())  # a failure is told in words by the root group (errors.explain)
 
 
 def _parse_input(text: str) -> Any:
@@ -77,6 +75,10 @@ def _parse_input(text: str) -> Any:
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot read {text[1:]}: {exc.strerror}", param_hint="--input"
+            ) from None
+        except UnicodeDecodeError:
+            raise click.BadParameter(
+                f"cannot read {text[1:]}: not UTF-8 text", param_hint="--input"
             ) from None
     try:
         value = json.loads(text)
@@ -135,31 +137,37 @@ def predict(
 ) -> None:
     """Send a prediction request for MODEL_ID and print its result (with the variant).
 
-    Exits 1 when the result carries an error, 3 when no result arrives in time.
+    Exits 1 when the result carries an error, 2 on bad input, 3 when the broker cannot be
+    reached or no result arrives in time.
     """
     from pydantic import ValidationError
 
-    from consumers.client import PredictionClient, PredictionTimeout
+    from consumers.client import PredictionClient
     from registry.core.errors import describe_validation_error
+    from registry.core.types import MODEL_ID_PATTERN
 
+    if re.fullmatch(MODEL_ID_PATTERN, model_id) is None:
+        raise click.BadParameter(
+            "model_id: a model id is 1 to 128 letters, digits, '.', '_', ':' or '-'",
+            param_hint="MODEL_ID",
+        )
     value = _parse_input(input_text)
     settings = cli_settings()
 
     async def main() -> Any:
-        async with PredictionClient(settings) as client:
+        client = PredictionClient(settings)
+        try:  # not `async with`: a failed start must stop what it started too
+            await client.start()
             return await client.predict(
                 model_id, value, unit_id=unit_id, request_id=request_id, timeout=timeout
             )
+        finally:
+            await client.stop()
 
     try:
-        result = run(main())
+        result = run(main())  # unreachable, timed out: told in words by errors.explain
     except ValidationError as exc:
         raise click.BadParameter(describe_validation_error(exc)[0]) from None
-    except PredictionTimeout as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(3)
-    except RegistryError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from None
     click.echo(result.model_dump_json(exclude_none=True) if as_json else _describe(result))
     if result.error is not None:
-        sys.exit(1)
+        sys.exit(FAILED)

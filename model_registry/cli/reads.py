@@ -22,8 +22,11 @@ from model_registry.cli.common import (
     run_reporting,
     run_until_signalled,
 )
+from model_registry.cli.errors import FAILED, INVALID, UNREACHABLE, fail
 from projections.reader import ProjectionReader
 from projections.schema import projection_path
+from registry.core.messages import EVENTS
+from registry.core.types import ModelType, Provider, Status
 
 __all__ = ["register"]
 
@@ -36,6 +39,12 @@ db_option = click.option(
     help="Projection file [default: <data dir>/projection.db].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _choice(values: Any) -> click.Choice[str]:
+    """The known values of an enum (or names), as a click choice: any other exits 2 naming
+    them all."""
+    return click.Choice([str(v) for v in values])
 
 
 def _db(db: Path | None) -> Path:
@@ -134,14 +143,7 @@ def rebuild_cmd(db: Path | None) -> None:
     )
 
 
-@projections_group.command("status")
-@db_option
-@json_option
-def status_cmd(db: Path | None, as_json: bool) -> None:
-    """Where the projection is: schema, source, positions, row counts, refused records."""
-    path = _db(db)
-    if not path.exists():
-        raise click.ClickException(f"no projection at {path}")
+def _status_of(path: Path) -> dict[str, Any]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         info: dict[str, Any] = {
@@ -165,6 +167,25 @@ def status_cmd(db: Path | None, as_json: bool) -> None:
         }
     finally:
         conn.close()
+    return info
+
+
+@projections_group.command("status")
+@db_option
+@json_option
+def status_cmd(db: Path | None, as_json: bool) -> None:
+    """Where the projection is: schema, source, positions, row counts, refused records."""
+    path = _db(db)
+    if not path.exists():
+        fail(
+            f"no projection at {path}: start the stack (`model-registry up`) or the projector, "
+            "or give --db.",
+            UNREACHABLE,
+        )
+    try:
+        info = _status_of(path)
+    except sqlite3.DatabaseError as exc:
+        fail(f"{path} is not a projection the registry can read ({exc}).", INVALID)
     if as_json:
         _echo_json(info)
         return
@@ -187,8 +208,12 @@ def audit_group() -> None:
 
 
 @audit_group.command("replay")
-@click.option("--from-offset", type=int, default=None, help="First offset (inclusive).")
-@click.option("--to-offset", type=int, default=None, help="Last offset (inclusive).")
+@click.option(
+    "--from-offset", type=click.IntRange(min=0), default=None, help="First offset (inclusive)."
+)
+@click.option(
+    "--to-offset", type=click.IntRange(min=0), default=None, help="Last offset (inclusive)."
+)
 @click.option("--since", default=None, help="ISO-8601 time: events that occurred at or after it.")
 @click.option("--until", default=None, help="ISO-8601 time: events that occurred at or before it.")
 @click.option(
@@ -197,7 +222,13 @@ def audit_group() -> None:
     default=None,
     help="Only this model (and registry-wide events naming it).",
 )
-@click.option("--type", "types", multiple=True, help="Only this event type (repeatable).")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=_choice(sorted(EVENTS)),
+    help="Only this event type (repeatable).",
+)
 @click.option("--actor", default=None, help="Only events by this actor.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 def replay_cmd(
@@ -214,8 +245,12 @@ def replay_cmd(
     from model_registry.render.reads import audit_table
     from projections.audit import dumps, replay
 
-    settings = cli_settings()
     since_at, until_at = (_time(v, name) for v, name in ((since, "--since"), (until, "--until")))
+    if from_offset is not None and to_offset is not None and from_offset > to_offset:
+        raise click.BadParameter("comes before --from-offset", param_hint="--to-offset")
+    if since_at is not None and until_at is not None and since_at > until_at:
+        raise click.BadParameter("comes before --since", param_hint="--until")
+    settings = cli_settings()
 
     async def go() -> list[Any]:
         out = []
@@ -245,7 +280,9 @@ def _time(text: str | None, name: str) -> datetime | None:
         return None
     value = parse_as_of(text)
     if not isinstance(value, datetime):
-        raise click.BadParameter(f"{name} takes an ISO-8601 time")
+        raise click.BadParameter(
+            "takes an ISO-8601 time, e.g. 2026-11-01T00:00:00Z", param_hint=name
+        )
     return value
 
 
@@ -258,7 +295,7 @@ def show_cmd(model_id: str, db: Path | None) -> None:
 
     entries = _read(db, lambda r: r.model_events(model_id))
     if not entries:
-        raise click.ClickException(f"no events for model '{model_id}' in the projection")
+        fail(f"no events for model '{model_id}' in the projection.", FAILED)
     git_log(model_id, entries)
 
 
@@ -285,7 +322,7 @@ def get_cmd(model_id: str, as_of: str | None, db: Path | None, as_json: bool) ->
     when = parse_as_of(as_of)
     view = _read(db, lambda r: r.get_model(model_id, as_of=when))
     if view is None:
-        raise click.ClickException(f"no model '{model_id}'" + (f" as of {as_of}" if as_of else ""))
+        fail(f"no model '{model_id}'" + (f" as of {as_of}" if as_of else "") + ".", FAILED)
     if as_json:
         _echo_json(view.to_dict())
     else:
@@ -293,9 +330,9 @@ def get_cmd(model_id: str, as_of: str | None, db: Path | None, as_json: bool) ->
 
 
 @click.command("list")
-@click.option("--type", "type_", default=None, help="Filter by model type.")
-@click.option("--status", default=None, help="Filter by status.")
-@click.option("--provider", default=None, help="Filter by provider.")
+@click.option("--type", "type_", type=_choice(ModelType), default=None, help="Filter by type.")
+@click.option("--status", type=_choice(Status), default=None, help="Filter by status.")
+@click.option("--provider", type=_choice(Provider), default=None, help="Filter by provider.")
 @click.option("--all", "include_all", is_flag=True, help="Include unregistered models.")
 @db_option
 @json_option
@@ -331,6 +368,8 @@ def versions_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
     from model_registry.render.reads import versions_table
 
     rows = _read(db, lambda r: r.list_versions(model_id))
+    if not rows:
+        fail(f"no model '{model_id}' in the projection.", FAILED)
     if as_json:
         _echo_json(
             [
@@ -354,6 +393,8 @@ def history_cmd(model_id: str, db: Path | None, as_json: bool) -> None:
     from model_registry.render.reads import history_table
 
     rows = _read(db, lambda r: r.status_history(model_id))
+    if not rows:
+        fail(f"no model '{model_id}' in the projection.", FAILED)
     if as_json:
         _echo_json([{k: getattr(c, k) for k in c.__slots__} for c in rows])
     else:

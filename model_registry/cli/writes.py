@@ -1,27 +1,23 @@
 """CLI for the write path: the decider process, ``models register|status|release|metrics|
 unregister`` and ``ab start|traffic|stop``. Each prints the outcome or the rejection in words
-and exits non-zero on a rejection (2) or a timeout/unreachable broker (3)."""
+and exits non-zero on a rejection or invalid input (2) or a timeout/unreachable broker (3).
+Arguments are checked here, before anything is sent, with the core's own types."""
 
 from __future__ import annotations
 
 import json
-import sys
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import yaml
 
 from model_registry.cli.common import cli_settings, run, run_until_signalled
-from registry.core.errors import (
-    CommandTimeout,
-    RegistryError,
-    Rejected,
-    SecretInConfig,
-    describe_validation_error,
-)
-from registry.core.types import Status
+from model_registry.cli.errors import INVALID, fail
+from registry.core.errors import SecretInConfig, describe_validation_error
+from registry.core.types import MODEL_ID_PATTERN, Metrics, SemVer, Status
 
 
 def register(main: click.Group, *, models: click.Group, ab: click.Group) -> None:
@@ -62,14 +58,7 @@ def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
         async with ModelRegistry(settings) as reg:
             return await action(reg)
 
-    try:
-        result = run(main())
-    except Rejected as exc:
-        _exit(2, f"rejected ({exc.rejection.code}): {exc.rejection.message}")
-    except CommandTimeout as exc:
-        _exit(3, f"timeout: {exc}")
-    except RegistryError as exc:
-        _exit(3, f"error ({exc.code}): {exc}")
+    result = run(main())  # a rejection, timeout or unreachable broker: errors.explain
     if result.outcome == "duplicate":
         click.echo(f"{done} earlier (same command id); revision {result.revision}")
     elif not result.events:
@@ -81,18 +70,87 @@ def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
         click.echo(f"{done}: {result.model_id} now at revision {result.revision} ({where})")
 
 
-def _exit(code: int, message: str) -> NoReturn:
-    """Say why on stderr and exit: 2 for a rejection, 3 for a timeout or no broker."""
-    click.echo(message, err=True)
-    sys.exit(code)
-
-
 def _load_config(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    data = yaml.safe_load(text) if path.suffix.lower() in {".yaml", ".yml"} else json.loads(text)
+    """The model config in ``path`` (YAML, or JSON for a ``.json`` file), or a failure (2)
+    saying what is wrong with the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{path} is not a UTF-8 text file; give a YAML or JSON model config.", INVALID)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}.", INVALID)
+    if not text.strip():
+        fail(f"{path} is empty; it should hold one model config (see the README).", INVALID)
+    is_json = path.suffix.lower() == ".json"
+    try:
+        data = json.loads(text) if is_json else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        fail(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "is it complete?",
+            INVALID,
+        )
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "unreadable"
+        fail(f"{path} is not valid YAML ({problem}{where}).", INVALID)
     if not isinstance(data, dict):
-        raise click.ClickException(f"{path} must hold one model config object")
+        fail(f"{path} must hold one model config object (id, name, version, ...).", INVALID)
     return data
+
+
+def _model_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A model id as the core's type takes it (letters, digits, ``._:-``; at most 128)."""
+    if re.fullmatch(MODEL_ID_PATTERN, value) is None:
+        raise click.BadParameter(
+            "a model id is 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a "
+            "letter or digit"
+        )
+    return value
+
+
+def _version(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        SemVer(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+METRIC_NAMES = tuple(
+    info.alias or name for name, info in Metrics.model_fields.items()
+)  # accuracy, precision, recall, f1Score, mse, mae
+
+
+def _metrics(pairs: tuple[str, ...]) -> dict[str, float]:
+    """``--set NAME=VALUE`` pairs as the core's ``Metrics`` takes them."""
+    if not pairs:
+        raise click.BadParameter(
+            f"give at least one, e.g. --set accuracy=87.5 (metrics: {', '.join(METRIC_NAMES)})",
+            param_hint="--set",
+        )
+    metrics: dict[str, float] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in METRIC_NAMES:
+            raise click.BadParameter(
+                f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}", param_hint="--set"
+            )
+        try:
+            metrics[name] = float(value)
+        except ValueError:
+            raise click.BadParameter(
+                f"{name} needs a number, e.g. {name}=87.5", param_hint="--set"
+            ) from None
+    try:
+        Metrics.model_validate(metrics)
+    except ValueError as exc:
+        detail = describe_validation_error(exc)[0] if hasattr(exc, "errors") else str(exc)
+        raise click.BadParameter(
+            f"{detail} (percentages are 0 to 100, errors at least 0)", param_hint="--set"
+        ) from None
+    return metrics
 
 
 @click.command("register")
@@ -113,19 +171,19 @@ def models_register(path: Path) -> None:
     try:
         config = ModelConfig.model_validate(_load_config(path))
     except SecretInConfig as exc:
-        _exit(2, f"rejected (SecretInConfig): {exc}")
+        fail(f"rejected (SecretInConfig): {exc}", INVALID)
     except ValidationError as exc:
-        _exit(2, f"rejected (InvalidCommand): {describe_validation_error(exc)[0]}")
+        fail(f"rejected (InvalidCommand): {path}: {describe_validation_error(exc)[0]}", INVALID)
     _write(lambda reg: reg.register(config), "registered")
 
 
 @click.command("status")
-@click.argument("model_id")
+@click.argument("model_id", callback=_model_id)
 @click.argument(
     "status", type=click.Choice([s.value for s in Status if s is not Status.UNREGISTERED])
 )
 @click.option("--reason")
-@click.option("--expected-revision", type=int)
+@click.option("--expected-revision", type=click.IntRange(min=0))
 def models_status(
     model_id: str, status: str, reason: str | None, expected_revision: int | None
 ) -> None:
@@ -139,8 +197,8 @@ def models_status(
 
 
 @click.command("release")
-@click.argument("model_id")
-@click.argument("version")
+@click.argument("model_id", callback=_model_id)
+@click.argument("version", callback=_version)
 @click.option("--status", type=click.Choice(["training", "testing", "active"]))
 def models_release(model_id: str, version: str, status: str | None) -> None:
     """Release VERSION (same major, higher) under MODEL_ID."""
@@ -148,7 +206,7 @@ def models_release(model_id: str, version: str, status: str | None) -> None:
 
 
 @click.command("metrics")
-@click.argument("model_id")
+@click.argument("model_id", callback=_model_id)
 @click.option(
     "--set",
     "pairs",
@@ -158,17 +216,12 @@ def models_release(model_id: str, version: str, status: str | None) -> None:
 )
 def models_metrics(model_id: str, pairs: tuple[str, ...]) -> None:
     """Record evaluation metrics for MODEL_ID."""
-    try:
-        metrics = {k: float(v) for k, v in (p.split("=", 1) for p in pairs)}
-    except ValueError:
-        raise click.BadParameter(
-            "use NAME=NUMBER, e.g. accuracy=87.5", param_hint="--set"
-        ) from None
+    metrics = _metrics(pairs)
     _write(lambda reg: reg.record_metrics(model_id, metrics), "metrics recorded")
 
 
 @click.command("unregister")
-@click.argument("model_id")
+@click.argument("model_id", callback=_model_id)
 @click.option("--reason")
 def models_unregister(model_id: str, reason: str | None) -> None:
     """Unregister a deprecated MODEL_ID (its history stays)."""
@@ -176,8 +229,8 @@ def models_unregister(model_id: str, reason: str | None) -> None:
 
 
 @click.command("start")
-@click.argument("challenger_id")
-@click.option("--champion", "champion_id", required=True)
+@click.argument("challenger_id", callback=_model_id)
+@click.option("--champion", "champion_id", required=True, callback=_model_id)
 @click.option(
     "--traffic",
     type=click.FloatRange(0, 100),
@@ -194,7 +247,7 @@ def ab_start(challenger_id: str, champion_id: str, traffic: float, routing: str)
 
 
 @click.command("traffic")
-@click.argument("challenger_id")
+@click.argument("challenger_id", callback=_model_id)
 @click.argument("percentage", type=click.FloatRange(0, 100))
 def ab_traffic(challenger_id: str, percentage: float) -> None:
     """Change the running test's split to PERCENTAGE for the challenger."""
@@ -204,7 +257,7 @@ def ab_traffic(challenger_id: str, percentage: float) -> None:
 
 
 @click.command("stop")
-@click.argument("challenger_id")
+@click.argument("challenger_id", callback=_model_id)
 @click.option("--reason")
 def ab_stop(challenger_id: str, reason: str | None) -> None:
     """Stop the challenger's running A/B test."""

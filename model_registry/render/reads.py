@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
+from model_registry.render import console as _console
 from projections.audit import AuditEntry
 from projections.views import ModelView, StatusChange, VersionView
 from registry.core.messages import (
@@ -32,10 +32,6 @@ __all__ = [
     "summary",
     "versions_table",
 ]
-
-
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
 
 
 def _metrics(e: ModelMetricsRecorded) -> str:
@@ -87,7 +83,9 @@ def summary(entry: AuditEntry) -> str:
 
 
 def audit_table(entries: Sequence[AuditEntry]) -> None:
-    table = Table("pos", "occurred at", "type", "model", "rev", "actor", "what")
+    table = Table(
+        "pos", "occurred at", "type", Column("model", overflow="fold"), "rev", "actor", "what"
+    )
     for e in entries:
         table.add_row(
             f"{e.partition}:{e.offset}",
@@ -148,7 +146,16 @@ def model_detail(view: ModelView) -> None:
 
 
 def models_table(views: Sequence[ModelView]) -> None:
-    table = Table("id", "version", "type", "provider", "status", "rev", "updated", "A/B")
+    table = Table(
+        Column("id", overflow="fold"),
+        "version",
+        "type",
+        "provider",
+        "status",
+        "rev",
+        "updated",
+        "A/B",
+    )
     for v in views:
         ab = f"{v.traffic_percentage}% of {v.champion_model_id}" if v.ab_test_id else ""
         table.add_row(

@@ -15,6 +15,7 @@ from consumers.monitor.report import (
     ComparisonReport,
     VariantStats,
 )
+from model_registry.render import console as default_console
 
 __all__ = ["print_report", "report_renderable"]
 
@@ -98,5 +99,5 @@ def report_renderable(r: ComparisonReport) -> Group:
 
 
 def print_report(r: ComparisonReport, console: Console | None = None) -> None:
-    """Print the report to the terminal."""
-    (console or Console()).print(report_renderable(r))
+    """Print the report to the terminal (whole values when piped)."""
+    (console or default_console()).print(report_renderable(r))
