@@ -69,8 +69,11 @@ def _excerpt(body: bytes) -> str:
 
 
 def check_status(response: httpx.Response, what: str) -> None:
-    """Raise the typed failure of a non-2xx answer: 5xx/408/429... transient, other 4xx not."""
+    """Raise the typed failure of a non-2xx answer: 5xx/408/429... transient, other 4xx not,
+    a redirect (never followed) a bad response."""
     status = response.status_code
+    if 300 <= status < 400:
+        raise ProviderBadResponse(f"{what} answered HTTP {status}: a redirect, never followed")
     if status < 400:
         return
     detail = f"{what} answered HTTP {status}: {_excerpt(response.content)}"
