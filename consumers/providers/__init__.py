@@ -3,6 +3,11 @@
 Adapters, named after their technology: ``sklearn`` (scikit-learn), ``custom``, ``openai``,
 ``anthropic``, ``azure_ml``, ``sagemaker``, ``frameworks`` (pytorch, tensorflow) and ``mock``
 (the configured development fallback). Vendor SDK and httpx types stop at the adapters.
+
+A model's configuration gets only what the operator grants (``GrantSettings``, carried by
+every ``ProviderSpec``; docs/security-providers.md): code through ``callables``, model files
+through ``files`` (roots and pinned digests), credentials through ``secrets``, hosts through
+``hosts``.
 """
 
 from consumers.providers.base import (
