@@ -16,6 +16,7 @@ contain secret values.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -31,7 +32,24 @@ __all__ = [
     "RevisionGap",
     "SecretInConfig",
     "describe_validation_error",
+    "mask_segment",
 ]
+
+
+_PLAIN_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# The most distinctive secret formats (registry.core.secrets has the full list): a key of
+# such a shape is never printed.
+_SECRET_SHAPED = re.compile(r"sk-|AKIA|ASIA|AIza|eyJ|gh[pousr]_|xox[abposr]-|hf_|-----BEGIN")
+
+
+def mask_segment(segment: object) -> str:
+    """A field-path segment fit to print: itself when it is a plain name, else ``*``."""
+    text = str(segment)
+    if isinstance(segment, int) and not isinstance(segment, bool):
+        return text
+    if _PLAIN_SEGMENT.match(text) and not _SECRET_SHAPED.search(text):
+        return text
+    return "*"
 
 
 class RejectionCode(StrEnum):
@@ -143,8 +161,6 @@ def describe_validation_error(exc: Any) -> tuple[str, str | None]:
     """
     parts: list[str] = []
     first: str | None = None
-    from registry.core.types import mask_segment  # types imports this module
-
     for err in exc.errors(include_input=False, include_url=False, include_context=False):
         loc = ".".join(mask_segment(p) for p in err.get("loc", ()) if p != "__root__")
         first = first or loc or None

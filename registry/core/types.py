@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from registry.core.errors import SecretInConfig
+from registry.core.errors import SecretInConfig, mask_segment
 
 __all__ = [
     "ABTestConfig",
@@ -168,22 +168,6 @@ SECRET_KEY = re.compile(
 NON_SECRET_CREDENTIAL_KEYS = frozenset({"region", "apiVersion", "api_version", "service"})
 # Setting names that look secret to the pattern above but are not.
 NON_SECRET_SETTING_KEYS = frozenset({"tokenizer", "authType", "auth_type", "authMode", "auth_mode"})
-
-
-_PLAIN_SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
-# The most distinctive secret formats (registry.core.secrets has the full list): a key of
-# such a shape is never printed.
-_SECRET_SHAPED = re.compile(r"sk-|AKIA|ASIA|AIza|eyJ|gh[pousr]_|xox[abposr]-|hf_|-----BEGIN")
-
-
-def mask_segment(segment: object) -> str:
-    """A field-path segment fit to print: itself when it is a plain name, else ``*``."""
-    text = str(segment)
-    if isinstance(segment, int) and not isinstance(segment, bool):
-        return text
-    if _PLAIN_SEGMENT.match(text) and not _SECRET_SHAPED.search(text):
-        return text
-    return "*"
 
 
 def is_secret_reference(value: object) -> bool:
