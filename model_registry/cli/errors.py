@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import sqlite3
 from typing import Any, NoReturn
 
 import click
@@ -154,6 +155,14 @@ def _explanations() -> list[tuple[Any, Any]]:
         (json.JSONDecodeError, lambda e: (f"not valid JSON: {e.msg} at {_at(e)}.", INVALID)),
         (YAMLError, lambda e: (f"not valid YAML: {_one_line(e)}", INVALID)),
         (OSError, _os_error),
+        (
+            sqlite3.DatabaseError,
+            lambda e: (
+                f"cannot read the database ({_one_line(e)}): is it one the registry wrote? "
+                "Give the right --db, or rebuild it (`model-registry projections rebuild`).",
+                INVALID,
+            ),
+        ),
     ]
 
 

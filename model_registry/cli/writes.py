@@ -180,7 +180,9 @@ def models_register(path: Path) -> None:
 @click.command("status")
 @click.argument("model_id", callback=_model_id)
 @click.argument(
-    "status", type=click.Choice([s.value for s in Status if s is not Status.UNREGISTERED])
+    "status",
+    type=click.Choice([s.value for s in Status if s is not Status.UNREGISTERED]),
+    metavar="STATUS",
 )
 @click.option("--reason")
 @click.option("--expected-revision", type=click.IntRange(min=0))

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from model_registry.client import ModelRegistry
-from registry.infra.settings import Settings
+from registry.infra.settings import Settings, SettingsError
 from tests.helpers import model_config
 
 
@@ -197,3 +197,51 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "Verdict" in text
     assert "was testing" in text  # the point-in-time query
     assert "demo finished" in text
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it, piped (not a terminal), with no broker configured."""
+    return subprocess.run(
+        [sys.executable, "-m", "model_registry", *args],
+        env=_env(REGISTRY_DATA_DIR=str(data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_the_python_client_and_the_cli_find_a_running_up(tmp_path: Path) -> None:
+    """The README's `ModelRegistry(Settings.from_env())`, with no KAFKA_BOOTSTRAP_SERVERS,
+    talks to the `up` running on the data dir, as the CLI does; piped tables keep whole ids;
+    a rejection exits 2 with its code."""
+    data_dir = tmp_path / "reg"
+    settings = Settings.from_env({"REGISTRY_DATA_DIR": str(data_dir)})
+    assert not settings.bootstrap_servers
+    long_id = "lead-scoring-" + "x" * 90
+    up = Up(data_dir)
+    try:
+        async with ModelRegistry(settings) as reg:
+            await reg.register(model_config(long_id, status="testing"))
+            view = await reg.get_model(long_id)
+            assert view is not None
+            assert view.revision == 1
+        listed = _cli(data_dir, "models", "list")
+        assert listed.returncode == 0, listed.stderr
+        assert long_id in listed.stdout  # whole, though far wider than 80 columns
+        assert "1 models" in listed.stdout
+        refused = _cli(data_dir, "models", "status", long_id, "deprecated")
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith("rejected (InvalidTransition): ")
+        regress = _cli(data_dir, "models", "release", long_id, "0.9.0")
+        assert regress.returncode == 2, regress.stderr
+        assert regress.stderr.startswith("rejected (")
+        assert "Traceback" not in refused.stderr + regress.stderr
+    finally:
+        up.stop()
+    assert up.proc.returncode == 0
+    with pytest.raises(SettingsError, match="no Kafka bootstrap address"):
+        async with ModelRegistry(settings):
+            pass
+    gone = _cli(data_dir, "models", "status", long_id, "active")
+    assert gone.returncode == 3
+    assert gone.stderr.startswith("no registry is running on the data dir")
