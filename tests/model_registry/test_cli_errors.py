@@ -154,6 +154,10 @@ WITHOUT_A_STACK: list[tuple[list[str], int, tuple[str, ...]]] = [
     (["projections", "status"], 3, ("no projection",)),
     (["projections", "status", "--db", "{root}/not-a-db"], 2, ("not a projection",)),
     (["projections", "rebuild"], 3, ("no registry is running",)),
+    (["decider"], 3, ("no registry is running",)),
+    (["projector"], 3, ("no registry is running",)),
+    (["predictor", "--max-batch", "0"], 2, ("1<=x<=100000",)),
+    (["predictor"], 3, ("no registry is running",)),
     (["schemas", "export", "--out", "{root}/a-file/schemas"], 2, ("cannot write the schemas",)),
     (["up", "--only", "decider,bogus"], 2, ("choose from decider",)),
     (["up", "--metrics-port", "-1"], 2, ("0<=x<=65535",)),
@@ -180,7 +184,10 @@ UNREACHABLE: list[list[str]] = [
     ["ab", "stop", ID],
     ["predict", ID, "--input", "{}"],
     ["audit", "replay"],
+    ["audit", "verify"],
     ["projections", "rebuild"],
+    ["monitor", "--no-metrics"],
+    ["decider"],
 ]
 
 
@@ -287,3 +294,14 @@ def test_a_real_process_prints_no_traceback_and_no_client_noise(tmp_path: Path) 
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr  # the sentence, not aiokafka's or asyncio's logs
         assert lines[0].startswith(f"cannot reach Kafka at {UNREACHABLE_BROKER}")
+
+
+async def test_a_write_nobody_answers_times_out_with_3(settings: Settings) -> None:
+    """A broker but no decider: the write waits its timeout, then exits 3 saying so."""
+    env: dict[str, str | None] = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "REGISTRY_TOPIC_PREFIX": settings.topic_prefix,
+        "REGISTRY_DATA_DIR": str(settings.data_dir),
+    }
+    result = await asyncio.to_thread(invoke, ["models", "status", ID, "active"], env)
+    check(result, 3, "timed out: ", "is the decider running?")
