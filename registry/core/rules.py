@@ -56,7 +56,7 @@ from registry.core.messages import (
     UpdateConfigPayload,
 )
 from registry.core.state import ModelState, RegistryState, ab_test_id, apply_changes
-from registry.core.types import ProviderConfig, SemVer, Status
+from registry.core.types import Provider, ProviderConfig, SemVer, Status
 
 __all__ = [
     "INITIAL_STATUSES",
@@ -250,6 +250,7 @@ _CALLABLE = re.compile(
     r"|^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # an entry point's name
 )
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILE_PROVIDERS = frozenset({Provider.SCIKIT_LEARN, Provider.PYTORCH, Provider.TENSORFLOW})
 
 
 def _provider_config_problem(pc: ProviderConfig | None) -> Rejection | None:
@@ -271,6 +272,13 @@ def _provider_config_problem(pc: ProviderConfig | None) -> Rejection | None:
         return _reject(
             RejectionCode.INVALID_COMMAND,
             "providerConfig.modelSha256 is the model file's SHA-256: 64 lowercase hex digits.",
+            "providerConfig.modelSha256",
+        )
+    if digest is None and "modelPath" in settings and pc.provider in _FILE_PROVIDERS:
+        return _reject(
+            RejectionCode.INVALID_COMMAND,
+            "a model file loads only with its SHA-256 pinned: add providerConfig.modelSha256 "
+            "(sha256sum of the file).",
             "providerConfig.modelSha256",
         )
     return None

@@ -208,3 +208,41 @@ def test_expected_revision_mismatch_is_a_version_conflict(
         assert isinstance(decision, Rejection)
         assert decision.code == "VersionConflict"
         assert str(current) in decision.message
+
+
+def _with_provider_config(provider: str, **settings_: object) -> RegisterModel:
+    payload = ModelConfig.model_validate(
+        {
+            "id": "m",
+            "name": "M",
+            "version": "1.0.0",
+            "type": "classification",
+            "provider": provider,
+            "providerConfig": {"provider": provider, **settings_},
+        }
+    )
+    return RegisterModel(model_id="m", payload=payload)
+
+
+def test_what_the_decider_can_tell_of_a_provider_config_by_its_shape() -> None:
+    digest = "ab" * 32
+    cases = {
+        ("scikit-learn", "modelPath"): ({"modelPath": "/models/m.skops"}, "modelSha256"),
+        ("scikit-learn", "bad digest"): (
+            {"modelPath": "/models/m.skops", "modelSha256": "ABC"},
+            "modelSha256",
+        ),
+        ("custom", "shell"): ({"callable": "os.system; id"}, "callable"),
+        ("custom", "space"): ({"callable": "a b:c"}, "callable"),
+    }
+    for (provider, _), (config, field) in cases.items():
+        decision = decide(_with_provider_config(provider, **config), RegistryState(), now=T0)
+        assert isinstance(decision, Rejection), (provider, config)
+        assert decision.field == f"providerConfig.{field}"
+    for provider, config in (
+        ("scikit-learn", {"modelPath": "/models/m.skops", "modelSha256": digest}),
+        ("custom", {"callable": "crm.rules:score"}),
+        ("custom", {"callable": "lead-rules"}),  # an entry point's name
+    ):
+        decision = decide(_with_provider_config(provider, **config), RegistryState(), now=T0)
+        assert not isinstance(decision, Rejection), (provider, config, decision)
