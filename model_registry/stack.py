@@ -171,7 +171,18 @@ class Stack:
         if self.on_crash is not None:
             self.on_crash(crash)
         else:
-            log.log(logging.ERROR if crash.stuck else logging.WARNING, "%s", crash.describe())
+            level = logging.ERROR if crash.stuck else logging.WARNING
+            extra = {
+                "component": crash.component,
+                "error": crash.error,
+                "record": str(crash.position) if crash.position else None,
+                "in_a_row": crash.in_a_row,
+                "restart_in": crash.restart_in,
+            }
+            log.log(level, "%s", crash.describe(), extra=extra, exc_info=self._trace(crash))
+
+    def _trace(self, crash: Crash) -> BaseException | None:
+        return crash.exception if self.settings.debug else None
 
     async def _restore(self) -> int:
         """Restore the log: the projection's copy, then what only the journal holds."""

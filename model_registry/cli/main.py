@@ -44,12 +44,13 @@ def main(ctx: click.Context, log_level: str | None, json_logs: bool | None, debu
     2 rejected or invalid input; 3 broker, stack or projection unreachable, or timed out.
     """
     settings = current_settings()
-    if debug:
-        ctx.obj = settings = settings.with_(debug=True)
+    flags = {"debug": debug, "json_logs": bool(json_logs)}
+    if any(flags.values()):  # the command line adds to the environment's settings
+        ctx.obj = settings = settings.with_(**{k: True for k, v in flags.items() if v})
     level = (log_level or settings.log_level).lower()
     if level not in LOG_LEVELS:
         fail(f"REGISTRY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}.", INVALID)
-    configure_logging(level, bool(json_logs or settings.json_logs))
+    configure_logging(level, settings.json_logs)
     one_shot = ctx.invoked_subcommand not in PROCESSES
     if one_shot and not settings.debug and logging.getLogger().level > logging.INFO:
         for name in ("aiokafka", "asyncio"):

@@ -116,7 +116,8 @@ async def run_stack(
         components=components or COMPONENTS,
         health_port=health_port,
         options=options,
-        on_crash=_reporter(settings.debug),
+        # JSON logs: the crash is a structured log record (the stack's default), else a line
+        on_crash=None if settings.json_logs else _reporter(settings.debug),
     )
     if factories is not None:
         stack.factories.update(factories)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import urllib.request
 from pathlib import Path
@@ -272,3 +273,25 @@ def _get(url: str) -> bytes:
         return bytes(urllib.request.urlopen(url, timeout=10).read())
     except urllib.error.HTTPError as exc:  # 503 when a component is unhealthy
         return bytes(exc.read())
+
+
+def test_with_json_logs_a_crash_is_a_structured_log_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`up --json-logs` gives no reporter: the stack logs the crash with its fields."""
+    from model_registry.stack import Stack
+
+    stack = Stack(Settings())
+    crash = Crash("decider", "RuntimeError", "boom", RecordPosition("t", 0, 1), 1, 1, 0.5)
+    with caplog.at_level(logging.WARNING, logger="model_registry.stack"):
+        stack._crashed(crash)  # noqa: SLF001 - what the supervisor calls
+    record = caplog.records[-1]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == crash.describe()
+    assert (record.component, record.error, record.record) == (  # type: ignore[attr-defined]
+        "decider",
+        "RuntimeError",
+        "t partition 0 offset 1",
+    )
+    assert record.exc_info is None  # the traceback only with REGISTRY_DEBUG
+    assert stack.crashes[-1] is crash
