@@ -22,7 +22,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -494,7 +494,7 @@ class Decider:
         return None, (command, sends)
 
     def _sealed(
-        self, events: list[EventBase], signed: _Signed, partition: int
+        self, events: Sequence[EventBase], signed: _Signed, partition: int
     ) -> list[tuple[EventBase, bytes]]:
         """The events with their command's signature and their chain links, encoded.
 
@@ -524,9 +524,9 @@ class Decider:
     def _code_not_granted(self, command: CommandBase) -> Rejection | None:
         """A config naming code the operator did not grant is refused here already (the
         prediction consumer would refuse to load it)."""
-        changes = getattr(command.payload, "changes", None)
-        config = changes if changes is not None else command.payload
-        pc = getattr(config, "provider_config", None)
+        payload = getattr(command, "payload", None)
+        changes = getattr(payload, "changes", None)
+        pc = getattr(changes if changes is not None else payload, "provider_config", None)
         if pc is None:
             return None
         for name in CODE_SETTINGS:
