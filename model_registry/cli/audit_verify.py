@@ -7,20 +7,16 @@ offset that fails), 2 on bad input and 3 when the broker cannot be reached.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 import orjson
 
 from model_registry.cli.common import cli_settings, current_settings, run_reporting
-from registry.core.errors import RegistryError
 
 __all__ = ["register"]
 
 VERIFY_FAILED = 4
-T = TypeVar("T")
 
 
 def _pin(text: str) -> tuple[tuple[int, int], str]:
@@ -57,7 +53,7 @@ def verify_cmd(
 
     settings = cli_settings()
     pinned = dict(_pin(p) for p in pins)
-    actors = _or_fail(ActorsFile(settings.actors_file).current)
+    actors = ActorsFile(settings.actors_file).current()  # IdentityError: explained, exit 2
     report = run_reporting(
         verify_log(settings, actors, from_offset=from_offset, to_offset=to_offset, pins=pinned)
     )
@@ -88,14 +84,6 @@ def verify_cmd(
             click.echo(f"... and {len(report.failures) - 20} more", err=True)
     if not report.ok:
         sys.exit(VERIFY_FAILED)
-
-
-def _or_fail(fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)``, the registry's typed errors turned into a clean CLI failure."""
-    try:
-        return fn(*args)
-    except RegistryError as exc:
-        raise click.ClickException(f"[{exc.code}] {exc}") from None
 
 
 @click.group("identity")
@@ -131,7 +119,7 @@ def identity_show() -> None:
     from registry.infra.identity import load_identity
 
     settings = current_settings()
-    identity = _or_fail(load_identity, settings.identity_file)
+    identity = load_identity(settings.identity_file)
     click.echo(f"{identity.actor} {identity.public_key} ({settings.identity_file})")
 
 
