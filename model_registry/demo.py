@@ -249,7 +249,7 @@ async def run_demo(
         )
 
     console.print("[bold]2. Register, validate, promote, and start a 20% A/B test[/]")
-    async with ModelRegistry(settings, actor="demo") as reg:
+    async with ModelRegistry(settings) as reg:
         metrics = {m: trained[m]["metrics"] for m in (CHAMPION, CHALLENGER)}
         steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
             (
