@@ -16,27 +16,17 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from consumers.errors import ProviderConfigInvalid
+from registry.infra.grants import CALLABLES_GROUP, callable_entry_point
 from registry.infra.settings import GrantSettings
 
-__all__ = ["GROUP", "granted_callable"]
-
-GROUP = "model_registry.callables"
-"""The entry-point group whose members any model may name."""
+__all__ = ["granted_callable"]
 
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _TARGET = re.compile(rf"^{_DOTTED}:{_DOTTED}$")
 _ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-def _entry_point(name: str) -> EntryPoint | None:
-    for ep in entry_points(group=GROUP):
-        if name in (ep.name, f"{ep.module}:{ep.attr}"):
-            return ep
-    return None
 
 
 def granted_callable(label: str, setting: str, target: str, grants: GrantSettings) -> Any:
@@ -50,7 +40,7 @@ def granted_callable(label: str, setting: str, target: str, grants: GrantSetting
             f"{label}: providerConfig.{setting} must look like 'package.module:function' "
             "or name an entry point"
         )
-    ep = _entry_point(target)
+    ep = callable_entry_point(target)
     if ep is not None:
         try:
             obj: Any = ep.load()
@@ -63,7 +53,7 @@ def granted_callable(label: str, setting: str, target: str, grants: GrantSetting
     else:
         raise ProviderConfigInvalid(
             f"{label}: providerConfig.{setting} {target!r} is not granted (the operator "
-            f"installs it as an entry point of '{GROUP}' or lists it in "
+            f"installs it as an entry point of '{CALLABLES_GROUP}' or lists it in "
             "REGISTRY_GRANTS_CALLABLES)"
         )
     if not callable(obj):
