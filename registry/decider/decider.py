@@ -32,15 +32,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from registry.core import codec
-from registry.core.auth import (
-    SIGNATURE_HEADER,
-    SIGNER_HEADER,
-    Actor,
-    authorize,
-    command_digest,
-    four_eyes,
-    signature_valid,
-)
 from registry.core.chain import Chain, record_hash
 from registry.core.errors import (
     DecodeError,
@@ -61,8 +52,7 @@ from registry.core.replay import RecordLike, fold_records
 from registry.core.rules import decide
 from registry.core.secrets import find_secret
 from registry.core.state import Change, Fact, RegistryState
-from registry.infra.grants import CALLABLES_GROUP, CODE_SETTINGS, callable_granted
-from registry.infra.identity import ActorsFile
+from registry.decider.gate import Gate, Signed, id_of, id_of_bytes
 from registry.infra.journal import EventJournal, JournalRecord
 from registry.infra.kafka.clients import (
     lag_of,
@@ -119,15 +109,6 @@ class _State:
 _AUTHORED = frozenset({"ModelRegistered", "ModelVersionReleased"})
 
 
-@dataclass(frozen=True, slots=True)
-class _Signed:
-    """A command record whose signature checked out."""
-
-    signer: Actor
-    signature: str
-    digest: str
-
-
 class Decider:
     """Consumes ``registry.commands``, appends to ``registry.events``, replies by command id."""
 
@@ -154,8 +135,7 @@ class Decider:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._crash_after_append = config.crash_after_append
-        self.actors = ActorsFile(settings.actors_file)
-        self.four_eyes = settings.auth.four_eyes
+        self.gate = Gate(settings)
         self.limits = settings.limits
         self._chain = Chain()  # the tip of registry.events
         self.ready = asyncio.Event()
@@ -166,7 +146,7 @@ class Decider:
         """Connect, check the topics, rebuild the state from the log, seek to the committed
         offset."""
         s = self.settings
-        self.actors.current()  # no actors file: refuse to start, saying what to do
+        self.gate.actors.current()  # no actors file: refuse to start, saying what to do
         producer_kwargs = {}
         if s.decider.transactional:
             producer_kwargs["transactional_id"] = f"{s.topic_prefix}registry-decider"
@@ -398,7 +378,7 @@ class Decider:
         over = over_limits(value, self.limits.command_bytes, self.limits.json_depth)
         if over is not None:
             return await self._dead_letter(record, RejectionCode.OVER_LIMIT, over), None
-        signed = self._verify(record)
+        signed = self.gate.verify(record)
         if isinstance(signed, Rejection):
             self.stats.unauthenticated += 1
             return await self._refuse_unread(record, signed), None
@@ -413,7 +393,7 @@ class Decider:
             # Not copied to the DLQ: that would copy the secret into one more topic.
             self.stats.rejected += 1
             rejection = Rejection(RejectionCode.SECRET_IN_CONFIG, str(exc), exc.field)
-            return self._rejection_reply(_id_of(obj), None, rejection), None
+            return self._rejection_reply(id_of(obj), None, rejection), None
         except DecodeError as exc:
             return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, exc.reason), None
         except (orjson.JSONDecodeError, RecursionError) as exc:
@@ -421,41 +401,17 @@ class Decider:
             return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, reason), None
         return await self._decide_signed(state, record, command, signed, in_batch, repeated)
 
-    def _verify(self, record: ConsumerRecord[bytes, bytes]) -> _Signed | Rejection:
-        """The record's signer, when its signature over the exact value bytes checks out."""
-        signer_name = signature = None
-        for key, raw in record.headers or ():
-            if key == SIGNER_HEADER:
-                signer_name = raw.decode("utf-8", "replace")
-            elif key == SIGNATURE_HEADER:
-                signature = raw.decode("ascii", "replace")
-        if not signer_name or not signature:
-            return Rejection(
-                RejectionCode.UNAUTHENTICATED,
-                "unsigned command: every command carries 'signer' and 'signature' headers "
-                "(docs/security.md#actors)",
-            )
-        actor = self.actors.current().get(signer_name)
-        digest = command_digest(record.value or b"")
-        if actor is None or not signature_valid(actor, digest, signature):
-            # One message for both: the reply does not tell which actor names exist.
-            return Rejection(
-                RejectionCode.UNAUTHENTICATED,
-                "the signature does not verify against the actors file",
-            )
-        return _Signed(actor, signature, digest)
-
     async def _decide_signed(
         self,
         state: _State,
         record: ConsumerRecord[bytes, bytes],
         command: CommandBase,
-        signed: _Signed,
+        signed: Signed,
         in_batch: set[str],
         repeated: list[CommandBase],
     ) -> tuple[CommandReply | None, _Pending | None]:
         assert self._producer is not None
-        refused = self._refusal(command, signed, state)
+        refused = self.gate.refusal(command, signed, state.authors.get(command.model_id))
         if refused is not None:
             self.stats.forbidden += 1
             self.stats.rejected += 1
@@ -494,7 +450,7 @@ class Decider:
         return None, (command, sends)
 
     def _sealed(
-        self, events: Sequence[EventBase], signed: _Signed, partition: int
+        self, events: Sequence[EventBase], signed: Signed, partition: int
     ) -> list[tuple[EventBase, bytes]]:
         """The events with their command's signature and their chain links, encoded.
 
@@ -514,33 +470,6 @@ class Decider:
             encoded.append((event, value))
         return encoded
 
-    def _refusal(self, command: CommandBase, signed: _Signed, state: _State) -> Rejection | None:
-        """Why the signer may not send ``command`` (roles, four eyes, code not granted)."""
-        refused = authorize(command, signed.signer, self.actors.current())
-        if refused is None and self.four_eyes:
-            refused = four_eyes(command, state.authors.get(command.model_id))
-        return refused or self._code_not_granted(command)
-
-    def _code_not_granted(self, command: CommandBase) -> Rejection | None:
-        """A config naming code the operator did not grant is refused here already (the
-        prediction consumer would refuse to load it)."""
-        payload = getattr(command, "payload", None)
-        changes = getattr(payload, "changes", None)
-        pc = getattr(changes if changes is not None else payload, "provider_config", None)
-        if pc is None:
-            return None
-        for name in CODE_SETTINGS:
-            target = pc.settings.get(name)
-            if isinstance(target, str) and not callable_granted(target, self.settings.grants):
-                return Rejection(
-                    RejectionCode.FORBIDDEN,
-                    f"providerConfig.{name} names code the operator has not granted: install it "
-                    f"as an entry point of '{CALLABLES_GROUP}' or list it in "
-                    "REGISTRY_GRANTS_CALLABLES (docs/security.md)",
-                    f"providerConfig.{name}",
-                )
-        return None
-
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], code: RejectionCode, reason: str
     ) -> CommandReply | None:
@@ -548,14 +477,14 @@ class Decider:
         assert self._producer is not None
         self.stats.dead_lettered += 1
         await send_to_dlq(self._producer, record, reason)
-        return self._rejection_reply(_id_of_bytes(record.value), None, Rejection(code, reason))
+        return self._rejection_reply(id_of_bytes(record.value), None, Rejection(code, reason))
 
     async def _refuse_unread(
         self, record: ConsumerRecord[bytes, bytes], rejection: Rejection
     ) -> CommandReply | None:
         """Refuse a record without believing it: a reply to its id when one can be read, else
         a dead letter (nobody to answer)."""
-        command_id = _id_of_bytes(record.value)
+        command_id = id_of_bytes(record.value)
         if command_id is None:
             return await self._dead_letter(record, rejection.code, rejection.message)
         self.stats.rejected += 1
@@ -603,22 +532,3 @@ class Decider:
             outcome="rejected",
             rejection={k: str(v) for k, v in rejection.as_dict().items()},
         )
-
-
-def _id_of(obj: Any) -> str | None:
-    """The ``id`` of a decoded message, when it is one a reply can be keyed by."""
-    if isinstance(obj, dict):
-        command_id = obj.get("id")
-        if isinstance(command_id, str) and 0 < len(command_id) <= 128:
-            return command_id
-    return None
-
-
-def _id_of_bytes(value: bytes | None) -> str | None:
-    """The readable ``id`` of a record's value (``None`` for anything unreadable)."""
-    if not value:
-        return None
-    try:
-        return _id_of(orjson.loads(value))
-    except (orjson.JSONDecodeError, RecursionError):
-        return None
