@@ -2,8 +2,10 @@
 
 It reads the whole log from offset 0 at start (no group: every predictor holds every
 model), then follows it, through the shared ``LogFollower`` and the one fold
-(``fold_records``). An event that does not decode, or whose revision is not its model's
-next (a stray writer or a lost event), is logged and skipped, never believed; the registry's
+(``fold_records``). An event that does not decode, whose hash-chain link does not match
+(altered, inserted, dropped), or whose revision is not its model's next (a stray writer or
+a lost event), is logged and skipped, never believed: a forged event cannot make a model
+serve; the registry's
 DLQ belongs to its writer, so nothing is re-published from here.
 
 A request never waits on a database: ``model()`` and ``pair()`` are dict lookups. A request
@@ -18,6 +20,7 @@ import logging
 import time
 
 from consumers.routing import TestPair
+from registry.core.chain import Chain
 from registry.core.replay import fold_records
 from registry.core.state import ModelState, RegistryState
 from registry.infra.kafka.follower import Batch, LogBadRecords, LogFollower
@@ -34,6 +37,7 @@ class RegistryView:
     def __init__(self, settings: Settings, *, poll_ms: int = 50) -> None:
         self.settings = settings
         self.state = RegistryState()
+        self.chain = Chain()  # an event whose hash-chain link does not match is not believed
         self.applied = 0
         self.skipped = LogBadRecords("prediction consumer's registry view")
         self.caught_up_at = 0.0  # time.monotonic() of the last read that reached the end
@@ -64,7 +68,9 @@ class RegistryView:
         """Fold a batch in; returns how many events were applied (the rest are skipped)."""
         applied = 0
         for records in batch.values():
-            applied += fold_records(records, self.state, on_bad=self.skipped).applied
+            applied += fold_records(
+                records, self.state, on_bad=self.skipped, chain=self.chain
+            ).applied
         if applied:
             self.applied += applied
             self._pairs = self._index()
