@@ -34,7 +34,7 @@ from bench.common import bootstrap, machine, peak_rss_mb, write_figures  # noqa:
 from consumers.predictor import PredictionConsumer
 from registry.infra.kafka.clients import make_consumer, make_producer
 from registry.infra.kafka.topics import ensure_topics
-from registry.infra.settings import PredictorSettings, Settings
+from registry.infra.settings import GrantSettings, PredictorSettings, Settings
 from tests.consumers.conftest import (
     RegistryWriter,
     _lead_data,
@@ -58,7 +58,11 @@ def _train(folder: Path) -> dict[str, Path]:
 
 
 async def _backlog(bootstrap: str, models: dict[str, Path], n: int) -> Settings:
-    settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.")
+    # The operator grants the folder of the two model files (joblib: pickles allowed).
+    grants = GrantSettings(model_roots=(models["champion"].parent,), allow_pickle=True)
+    settings = Settings(
+        bootstrap_servers=bootstrap, topic_prefix=f"b{uuid.uuid4().hex[:6]}.", grants=grants
+    )
     await ensure_topics(settings)
     producer = make_producer(settings, linger_ms=5, max_batch_size=512 * 1024)
     await producer.start()
@@ -146,6 +150,8 @@ async def predictor(settings: Settings, n: int) -> float:
     elapsed = time.perf_counter() - start
     stop.set()
     await task
+    if consumer.stats.errors:  # a figure of error results would measure nothing
+        print(f"  WARNING: {consumer.stats.errors} of the predictor's results are errors")
     return n / elapsed
 
 

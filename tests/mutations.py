@@ -251,7 +251,7 @@ def _deep(rng: random.Random, base: dict[str, Any], ctx: _Context) -> bytes:
 
 def _large(rng: random.Random, base: dict[str, Any], ctx: _Context) -> bytes:
     container, key = _pick(rng, base)
-    container[key] = "x" * ctx.large_bytes
+    container[key] = ctx.tag + "x" * max(0, ctx.large_bytes - len(ctx.tag))
     return _dumps(base)
 
 

@@ -1,10 +1,20 @@
 """``PredictionConsumer``: the Kafka loop around the pipeline (plain aiokafka, see below).
 
-Per batch: fetch up to ``max_batch`` requests -> handle them -> produce every result and
-dead letter (acks=all) and wait for the acknowledgements -> commit the offsets -> remember
-the answered ids. A crash anywhere before the commit redelivers the batch, whose requests
-get the same answers again (at-least-once, with identical duplicates). One batch in flight
-bounds memory under any backlog.
+The loop fetches up to ``max_batch`` requests and admits each one: limits and decoding
+(a refused request gets an ``InvalidRequest`` error result when its id is readable, else it
+is dead-lettered), dedupe by request id, routing, the result cache. What needs a prediction
+goes to its served model's lane (``consumers.predictor.lanes``): each model has its own
+bounded queue and concurrency, so a slow or stuck model delays only its own requests. Answers
+leave as soon as their lane finishes them (``consumers.predictor.delivery``): results are
+produced (acks=all), and an offset is committed only once every record before it in its
+partition is finished - answered, dead-lettered, or a duplicate of an answered request. A
+crash anywhere redelivers the unfinished records, whose requests get the same answers again
+(at-least-once, with identical duplicates); at most ``max_batch * (max_in_flight + 1)``
+records are held, which bounds memory under any backlog.
+
+Every record ends in exactly one of: a result (``results``), a duplicate of one
+(``duplicates``), a dead letter (``dead_letters``), or a dead letter that could not be written
+(``dlq_failed``, logged). No exception raised for one record stops the consumer.
 
 Why not a faust agent (the first design asked for one unless measurement said otherwise):
 measured on this machine against the embedded broker, a faust-streaming 0.15 agent consumed
@@ -22,23 +32,32 @@ import contextlib
 import gc
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.cache import RecentIds, ResultCache
-from consumers.predictor.delivery import Committer, InFlight, offsets_of
-from consumers.predictor.pipeline import BatchOutcome, PredictionPipeline
-from consumers.predictor.results import HEADERS, Outgoing, error_record
+from consumers.errors import ProviderUnavailable
+from consumers.predictor.delivery import (
+    Answer,
+    Committer,
+    Emitter,
+    OffsetTracker,
+    PartitionWindow,
+    Slot,
+)
+from consumers.predictor.lanes import Lane, Lanes
+from consumers.predictor.pipeline import PredictionPipeline, internal_error
+from consumers.predictor.results import Outgoing, ResultWriter, error_record, failed_result
 from consumers.predictor.view import RegistryView
+from consumers.predictor.work import Work
 from consumers.providers.base import CallPolicy
 from consumers.providers.factory import ProviderFactory
 from consumers.routing import ChampionChallengerRouter
+from registry.core.predictions import PredictionRequest
 from registry.infra.kafka.clients import (
     lag_of,
     make_consumer,
@@ -46,35 +65,68 @@ from registry.infra.kafka.clients import (
     partitions_of,
     start_client,
 )
+from registry.infra.kafka.dlq import DlqOutcome
 from registry.infra.settings import PredictorSettings, Settings
 
 __all__ = ["PredictionConsumer", "PredictorStats"]
 
 log = logging.getLogger(__name__)
 
+LANE_GROUPS = 4
+"""Concurrent ``predict_batch`` calls per model (each of up to ``max_batch`` requests)."""
+LANE_MAX_WAIT_S = 0.5
+"""How long a full lane may hold the fetch loop: once its oldest request has waited this
+long, the lane is stalled and its further requests are answered as overloaded at once."""
+DRAIN_TIMEOUT_S = 10.0
+"""At shutdown, how long the requests in hand may take to be answered (the rest are
+answered again after the restart)."""
+
 
 @dataclass
 class PredictorStats:
-    """Counters for health and metrics. Health is judged by ``last_progress_monotonic``: the
-    time of the last batch handled or of the last poll that found every partition caught up."""
+    """Counters for health, metrics and accounting. Health is judged by
+    ``last_progress_monotonic``: the time of the last answer or of the last poll that found
+    every partition caught up.
 
+    Accounting: every record read (``records``) ends in exactly one of ``results`` (its
+    result acknowledged), ``duplicates`` (its request id was answered by another record),
+    ``dead_letters`` or ``dlq_failed``; ``in_flight`` are those not finished yet. ``rejected``
+    (refused input answered with an ``InvalidRequest`` result or dead-lettered) and
+    ``overloaded`` (answered at once because their model's lane was stalled) say why.
+    """
+
+    records: int = 0
     requests: int = 0
     results: int = 0
     errors: int = 0
     fallbacks: int = 0
     cache_hits: int = 0
     duplicates: int = 0
+    rejected: int = 0
+    overloaded: int = 0
     dead_letters: int = 0
-    batches: int = 0
+    dlq_failed: int = 0
+    in_flight: int = 0
+    commits: int = 0
     lag: int = 0
     delivery_retries: int = 0
     registry_events: int = 0
     registry_events_skipped: int = 0
     last_progress_monotonic: float = field(default_factory=time.monotonic)
 
+    def unaccounted(self) -> int:
+        """Records read but neither finished nor in flight (0 unless something is lost)."""
+        finished = self.results + self.duplicates + self.dead_letters + self.dlq_failed
+        return self.records - finished - self.in_flight
+
 
 class PredictionConsumer:
-    """Answers ``predictions.requests`` on ``predictions.results``, tagged by variant."""
+    """Answers ``predictions.requests`` on ``predictions.results``, tagged by variant.
+
+    ``lane_capacity`` (default ``max_batch``), ``lane_groups`` and ``lane_max_wait_s`` shape
+    each model's bulkhead (``consumers.predictor.lanes``); ``drain_timeout_s`` bounds the
+    wait for the requests in hand at shutdown.
+    """
 
     def __init__(
         self,
@@ -84,6 +136,10 @@ class PredictionConsumer:
         config: PredictorSettings | None = None,
         factory: ProviderFactory | None = None,
         router: ChampionChallengerRouter | None = None,
+        lane_capacity: int | None = None,
+        lane_groups: int = LANE_GROUPS,
+        lane_max_wait_s: float = LANE_MAX_WAIT_S,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
     ) -> None:
         config = config or settings.predictor
         if mock_fallback:
@@ -102,12 +158,27 @@ class PredictionConsumer:
             self.view,
             self.factory,
             config,
+            limits=settings.limits,
             router=router,
             cache=ResultCache(config.cache_ttl_s, config.cache_max_entries),
             recent=RecentIds(config.dedupe_max_ids),
         )
         self.requests_topic = settings.topic("predictions.requests")
         self.results_topic = settings.topic("predictions.results")
+        self.lane_max_wait_s = lane_max_wait_s
+        self.drain_timeout_s = drain_timeout_s
+        self.lanes = Lanes(
+            self._run_group,
+            capacity=lane_capacity or config.max_batch,
+            groups=lane_groups,
+            max_group=config.max_batch,
+        )
+        self.tracker = OffsetTracker(config.max_batch * (config.max_in_flight + 1))
+        # Request ids in hand -> the slots of their duplicates (None: none so far; no list is
+        # allocated per request on the hot path).
+        self._inflight: dict[str, list[Slot] | None] = {}
+        self._emitter: Emitter | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._result_partitions: list[int] = []
         self._same_partitioning = True
         self._partitioner = DefaultPartitioner()
@@ -116,7 +187,8 @@ class PredictionConsumer:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until ``stop`` is set; then finish the batch in hand, commit and close.
+        """Serve until ``stop`` is set; then let the requests in hand be answered (at most
+        ``drain_timeout_s``), commit and close.
 
         Raises:
             BrokerUnavailable: Kafka could not be reached at start.
@@ -192,13 +264,25 @@ class PredictionConsumer:
     async def _serve(
         self, stop: asyncio.Event, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer
     ) -> None:
-        committer = Committer(consumer, producer, self._on_done, self.config.max_in_flight)
+        tracker = self.tracker
+        committer = Committer(consumer, tracker)
+        tracker.on_progress = committer.kick
+        emitter = self._emitter = Emitter(
+            producer,
+            self.results_topic,
+            self._partition_of,
+            self._acked,
+            self._dead,
+            excerpt_bytes=self.settings.limits.dlq_excerpt_bytes,
+        )
         committer.start()
+        emitter.start()
+        wait_s = self.config.poll_timeout_ms / 1000
         try:
             while not stop.is_set():
                 self._check_view()
-                if committer.failed:
-                    await self._recover(consumer, committer)
+                if tracker.full and not await tracker.room(wait_s):
+                    continue  # every slot is taken: wait for answers, not for more requests
                 data = await consumer.getmany(
                     timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_batch
                 )
@@ -206,18 +290,27 @@ class PredictionConsumer:
                 if not data:
                     await self._note_idle(consumer)
                     continue
-                fetched_at = time.monotonic()
-                outcome = await self._handle(
-                    [r for recs in data.values() for r in recs], fetched_at
-                )
-                first, following = offsets_of(data)
-                batch = InFlight(outcome, first, following, await self._submit(producer, outcome))
-                for request_id in outcome.answered:
-                    self.pipeline.recent.add(request_id)  # forgotten again if delivery fails
-                await committer.put(batch)  # waits while max_in_flight batches are pending
+                await self._admit(data)
                 await self._update_lag(consumer)
         finally:
-            await committer.stop()
+            await self._shutdown(committer, emitter)
+
+    async def _shutdown(self, committer: Committer, emitter: Emitter) -> None:
+        """Let what is in hand be answered (bounded), then stop trying and commit."""
+        if not await self.tracker.idle(self.drain_timeout_s):
+            log.warning(
+                "stopping with %d request(s) unanswered; they are answered again after a restart",
+                self.tracker.unfinished,
+            )
+        await emitter.close(timeout=1.0)
+        await self.lanes.cancel()
+        tasks = list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await committer.stop()
+        self.stats.commits = committer.commits
+        self.stats.delivery_retries = emitter.retries
 
     def _check_view(self) -> None:
         """A predictor whose registry view stopped following must not serve on: it crashes
@@ -227,49 +320,240 @@ class PredictionConsumer:
             follower.result()  # re-raises the view's error, if it had one
             raise RuntimeError("the registry view stopped following registry.events")
 
-    async def _recover(self, consumer: AIOKafkaConsumer, committer: Committer) -> None:
-        """After a failed delivery: rewind to the first unfinished offsets, forget their ids."""
-        failure = await committer.take_failure()
-        if failure is None:
+    # ------------------------------------------------------------------ admission
+
+    async def _admit(self, data: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Read, dedupe, route and dispatch one fetched batch. Each record ends answered,
+        dead-lettered or handed to a lane; nothing raised for one record escapes."""
+        t0 = time.perf_counter()
+        fetched_at = time.monotonic()
+        works: list[Work] = []
+        read = self.pipeline.read
+        recent, inflight, tracker = self.pipeline.recent, self._inflight, self.tracker
+        for tp, records in data.items():
+            self.stats.records += len(records)
+            window = tracker.track(tp, records)
+            for record in records:
+                try:
+                    request = read(record)
+                except Exception as exc:  # noqa: BLE001 - an unexpected error is a refusal too
+                    request = f"internal error while reading the request ({type(exc).__name__})"
+                if not isinstance(request, PredictionRequest):
+                    self._refuse(record, window, request)
+                    continue
+                request_id = request.id
+                if request_id in inflight:  # in hand: finished when the original's result is
+                    duplicates = inflight[request_id]
+                    if duplicates is None:
+                        duplicates = inflight[request_id] = []
+                    duplicates.append(Slot(window, record.offset))
+                    continue
+                if request_id in recent:  # answered already, with the same answer
+                    self.stats.duplicates += 1
+                    tracker.finish(window, record.offset)
+                    continue
+                inflight[request_id] = None
+                works.append(Work(record, request, window, t0))
+        self.stats.in_flight = tracker.unfinished
+        if not works:
             return
-        self.stats.delivery_retries += 1
-        assigned = consumer.assignment()
-        for tp, offset in failure.rewind.items():
-            if tp in assigned:
-                consumer.seek(tp, offset)
-        for request_id in failure.request_ids:
-            self.pipeline.recent.discard(request_id)
-        await asyncio.sleep(0.5)  # let a flapping broker settle before trying again
+        self.stats.requests += len(works)
+        await self._dispatch(self._route(works, fetched_at))
 
-    def _on_done(self, batch: InFlight) -> None:
-        self._count(batch.outcome)
-        self.stats.last_progress_monotonic = time.monotonic()
+    def _route(self, works: list[Work], fetched_at: float) -> list[Work]:
+        """Route ``works``; those naming a model the view does not know yet wait for it in
+        the background (the others do not wait for them)."""
+        unknown = self.pipeline.route(works)
+        if not unknown:
+            return works
+        if self.config.unknown_model_wait_s <= 0:
+            for w in unknown:
+                self.pipeline.not_found(w)
+            return works
+        # A model registered a moment before its first request: let the view catch up.
+        self._spawn(self._after_view(unknown, fetched_at))
+        waiting = {id(w) for w in unknown}
+        return [w for w in works if id(w) not in waiting]
 
-    async def _handle(
-        self, records: list[ConsumerRecord[bytes, bytes]], fetched_at: float
-    ) -> BatchOutcome:
+    def _refuse(
+        self, record: ConsumerRecord[bytes, bytes], window: PartitionWindow, reason: str
+    ) -> None:
+        """Refused input: an ``InvalidRequest`` result when its id is readable, else the DLQ."""
+        self.stats.rejected += 1
+        emitter = self._emitter
+        assert emitter is not None
         try:
-            return await self.pipeline.handle(records, fetched_at)
-        except Exception:
-            log.exception(
-                "a batch failed as a whole; handling its %d records one by one", len(records)
+            out = error_record(
+                record,
+                reason,
+                datetime.now(UTC).isoformat(),
+                max_bytes=self.settings.limits.request_bytes,
             )
-        merged = BatchOutcome()
-        for record in records:
-            try:
-                one = await self.pipeline.handle([record], fetched_at)
-            except Exception as exc:  # noqa: BLE001 - a poison record goes to the DLQ, the consumer goes on
-                reason = f"internal error while handling the request: {type(exc).__name__}"
-                merged.dead.append((record, reason))
-                error = error_record(record, reason, datetime.now(UTC).isoformat())
-                if error is not None:
-                    merged.results.append(error)
-                    merged.errors += 1
-                continue
-            _merge(merged, one)
-        return merged
+        except Exception:  # noqa: BLE001 - no readable id, then
+            out = None
+        if out is None:
+            emitter.dead_letter(record, reason, Slot(window, record.offset))
+            return
+        emitter.answer([Answer(out, window, record.offset, None, error=True)])
 
-    # ------------------------------------------------------------------ output
+    async def _after_view(self, works: list[Work], fetched_at: float) -> None:
+        try:
+            await self.view.refreshed(fetched_at, self.config.unknown_model_wait_s)
+        except Exception as exc:  # noqa: BLE001 - then the models are not found
+            log.warning("waiting for the registry view failed (%s)", type(exc).__name__)
+        for w in self.pipeline.route(works):
+            self.pipeline.not_found(w)
+        await self._dispatch(works)
+
+    async def _dispatch(self, works: list[Work]) -> None:
+        """Answer what needs no prediction; queue the rest in their models' lanes. A full
+        lane holds this (and the fetch loop) only while it moves (see ``lanes``)."""
+        try:
+            finished, by_model = self.pipeline.split(works)
+        except Exception as exc:  # noqa: BLE001 - a bug: these requests fail, nothing else
+            for w in works:
+                internal_error(w, "the cache lookup", exc)
+            finished, by_model = works, {}
+        if finished:
+            self._finish(finished)
+        overflow: list[tuple[Lane, list[Work]]] = []
+        for model_id, queued in by_model.items():
+            lane = self.lanes.get(model_id)
+            left = lane.offer_many(queued)
+            if left:
+                overflow.append((lane, left))
+        for lane, left in overflow:  # the other lanes have theirs already
+            await self._place(lane, left)
+
+    async def _place(self, lane: Lane, works: list[Work]) -> None:
+        while works:
+            works = lane.offer_many(works)
+            if not works:
+                return
+            stalled = lane.stalled_for()
+            if stalled >= self.lane_max_wait_s:
+                self._shed(lane, works)
+                return
+            await lane.wait_room(self.lane_max_wait_s - stalled)
+
+    def _shed(self, lane: Lane, works: list[Work]) -> None:
+        """Answer at once: the lane is full and has not moved for ``lane_max_wait_s``."""
+        failure = ProviderUnavailable(
+            f"model '{lane.model_id}' is overloaded: {lane.size} requests are waiting for it "
+            f"and none has been answered for {lane.stalled_for():.1f}s"
+        )
+        for w in works:
+            w.failure = failure
+        self.stats.overloaded += len(works)
+        self._after_predict(works)
+
+    # ------------------------------------------------------------------ lanes
+
+    async def _run_group(self, works: list[Work]) -> None:
+        """A lane's group: predict, then fall back or answer. Never raises."""
+        try:
+            await self.pipeline.predict_group(works)
+        except Exception as exc:  # noqa: BLE001 - predict_group does not raise; be safe
+            for w in works:
+                internal_error(w, "the prediction", exc)
+        self._after_predict(works)
+
+    def _after_predict(self, works: list[Work]) -> None:
+        try:
+            retry = self.pipeline.fallback_to_champion(works)
+        except Exception as exc:  # noqa: BLE001
+            log.error("the champion fallback failed (%s)", type(exc).__name__)
+            retry = []
+        again = {id(w) for w in retry}
+        for w in retry:
+            assert w.served is not None
+            self.lanes.get(w.served.model_id).offer(w, force=True)  # fallbacks are not shed
+        self._finish([w for w in works if id(w) not in again])
+
+    # ------------------------------------------------------------------ answers
+
+    def _finish(self, works: list[Work]) -> None:
+        """Results for finished works, handed to the emitter."""
+        emitter = self._emitter
+        assert emitter is not None
+        now = datetime.now(UTC).isoformat()
+        writer = ResultWriter(now)
+        mock = self.pipeline.fallback_to_mock if self.config.mock_fallback else None
+        answers: list[Answer] = []
+        for w in works:
+            window = w.window
+            assert window is not None
+            try:
+                if mock is not None:
+                    mock(w)
+                out = writer.record(w)
+            except Exception as exc:  # noqa: BLE001 - an answer all the same
+                log.error("building a result failed (%s)", type(exc).__name__)
+                message = f"internal error: the result could not be built ({type(exc).__name__})"
+                try:
+                    out = failed_result(w, "ProviderFailed", message, now)
+                except Exception:  # noqa: BLE001 - nothing left but the DLQ
+                    emitter.dead_letter(
+                        w.record, message, Slot(window, w.record.offset), w.request.id
+                    )
+                    continue
+                answers.append(Answer(out, window, w.record.offset, w.request.id, error=True))
+                continue
+            failed = w.failure is not None
+            answers.append(
+                Answer(
+                    out,
+                    window,
+                    w.record.offset,
+                    w.request.id,
+                    failed,
+                    not failed and w.fallback is not None,
+                    w.cached,
+                )
+            )
+        emitter.answer(answers)
+
+    def _acked(self, answers: list[Answer]) -> None:
+        """The emitter's callback: these results are out."""
+        recent_add, pop = self.pipeline.recent.add, self._inflight.pop
+        finished = len(answers)
+        errors = fallbacks = cached = duplicated = 0
+        for _, window, offset, request_id, error, fallback, hit in answers:
+            window.finish(offset)
+            errors += error
+            fallbacks += fallback
+            cached += hit
+            if request_id is not None:
+                recent_add(request_id)
+                duplicates = pop(request_id, None)
+                if duplicates:
+                    for dup_window, dup_offset in duplicates:
+                        dup_window.finish(dup_offset)
+                    duplicated += len(duplicates)
+        s = self.stats
+        s.results += finished
+        s.errors += errors
+        s.fallbacks += fallbacks
+        s.cache_hits += cached
+        s.duplicates += duplicated
+        self.tracker.released(finished + duplicated)
+        s.in_flight = self.tracker.unfinished
+        s.last_progress_monotonic = time.monotonic()
+
+    def _dead(self, slot: Slot, outcome: DlqOutcome, request_id: str | None) -> None:
+        """The emitter's callback: a dead letter was written (or given up on)."""
+        s = self.stats
+        self.tracker.finish(slot.window, slot.offset)
+        if outcome is DlqOutcome.FAILED:
+            s.dlq_failed += 1
+        else:
+            s.dead_letters += 1
+        if request_id is not None:
+            for window, offset in self._inflight.pop(request_id, None) or ():
+                self.tracker.finish(window, offset)
+                s.duplicates += 1
+        s.in_flight = self.tracker.unfinished
+        s.last_progress_monotonic = time.monotonic()
 
     def _partition_of(self, out: Outgoing) -> int:
         parts = self._result_partitions
@@ -277,49 +561,12 @@ class PredictionConsumer:
             return parts[out.source_partition % len(parts)]
         return int(self._partitioner(out.key, parts, parts))
 
-    async def _submit(self, producer: AIOKafkaProducer, outcome: BatchOutcome) -> list[Any]:
-        """Hand every result to the producer, batched per partition; the futures resolve on
-        acknowledgement. A failure to submit becomes a failed future (the committer rewinds)."""
-        by_partition: dict[int, list[Outgoing]] = defaultdict(list)
-        for out in outcome.results:
-            by_partition[self._partition_of(out)].append(out)
-        futures: list[Any] = []
-        try:
-            for partition, outs in by_partition.items():
-                batch = producer.create_batch()
-                for out in outs:
-                    if (
-                        batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS)
-                        is None
-                    ):
-                        futures.append(
-                            await producer.send_batch(
-                                batch, self.results_topic, partition=partition
-                            )
-                        )
-                        batch = producer.create_batch()
-                        batch.append(key=out.key, value=out.value, timestamp=None, headers=HEADERS)
-                futures.append(
-                    await producer.send_batch(batch, self.results_topic, partition=partition)
-                )
-        except KafkaError as exc:
-            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            futures.append(failed)
-        return futures
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ stats
-
-    def _count(self, outcome: BatchOutcome) -> None:
-        s = self.stats
-        s.batches += 1
-        s.requests += outcome.requests
-        s.results += len(outcome.results)
-        s.errors += outcome.errors
-        s.fallbacks += outcome.fallbacks
-        s.cache_hits += outcome.cache_hits
-        s.duplicates += outcome.duplicates
-        s.dead_letters += len(outcome.dead)
 
     def _sync_view_stats(self) -> None:
         self.stats.registry_events = self.view.applied
@@ -332,14 +579,12 @@ class PredictionConsumer:
         return lag
 
     async def _note_idle(self, consumer: AIOKafkaConsumer) -> None:
-        """An empty poll is progress when every assigned partition is caught up."""
+        """An empty poll is progress when every assigned partition is caught up; a moment
+        to close the providers a config change retired, once no lane is using one."""
         if await self._update_lag(consumer) == 0:
             self.stats.last_progress_monotonic = time.monotonic()
-
-
-def _merge(into: BatchOutcome, one: BatchOutcome) -> None:
-    into.results.extend(one.results)
-    into.dead.extend(one.dead)
-    into.answered.extend(one.answered)
-    for name in ("requests", "errors", "fallbacks", "cache_hits", "duplicates"):
-        setattr(into, name, getattr(into, name) + getattr(one, name))
+        if not self.lanes.busy:
+            self.lanes.prune()
+            await self.factory.collect()
+        if self._emitter is not None:
+            self.stats.delivery_retries = self._emitter.retries

@@ -3,6 +3,10 @@
 The hot path writes the wire dict itself rather than building a pydantic model per result;
 ``tests/consumers`` validate every result it produces against ``PredictionResult``, so the
 two cannot drift apart. Fields that are None are left out (the model's defaults).
+
+A result never exceeds ``MAX_RESULT_BYTES``: a larger one (an enormous provider output) is
+replaced by an error result (``ProviderBadResponse``) saying so, as is one the broker refuses
+as too large (``too_large_result``). Nothing here raises on a request's content.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 from aiokafka import ConsumerRecord
 
+from consumers.errors import ProviderBadResponse
 from consumers.providers.secrets import redact_bytes
 from registry.core.predictions import RESULT_NAMESPACE
 
@@ -21,10 +26,22 @@ if TYPE_CHECKING:
     from consumers.routing import Route
     from registry.core.state import ModelState
 
-__all__ = ["HEADERS", "Outgoing", "ResultWriter", "error_record", "fast_result_id"]
+__all__ = [
+    "HEADERS",
+    "MAX_RESULT_BYTES",
+    "Outgoing",
+    "ResultWriter",
+    "error_record",
+    "failed_result",
+    "fast_result_id",
+    "too_large_result",
+]
 
 HEADERS = [("type", b"PredictionResult")]
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+MAX_RESULT_BYTES = 1_000_000
+"""The largest result value produced (the producer's default request limit is 1 MiB)."""
+_READ_ID_FACTOR = 8  # an over-size request is parsed for its id only up to 8x the limit
 
 
 class Outgoing(NamedTuple):
@@ -53,16 +70,15 @@ def fast_result_id(request_id: str) -> str:
 
 
 class ResultWriter:
-    """Builds one batch's result records. The fields a request shares with the others of its
-    route (model ids, version, variant, test...) are assembled once per route and copied."""
+    """Builds the result records of a group of requests. The fields a request shares with
+    the others of its route (model ids, version, variant, test...) are assembled once per
+    route and copied."""
 
-    def __init__(self, now: str, t0: float) -> None:
+    def __init__(self, now: str) -> None:
         self.now = now
-        self.t0 = t0
         self._templates: dict[
             tuple[str, int, int], tuple[Route | None, ModelState | None, dict[str, Any]]
         ] = {}
-        self._latency: dict[float, float] = {}  # done_at -> ms: a group finishes at one instant
 
     def _template(
         self, requested: str, route: Route | None, served: ModelState | None
@@ -94,12 +110,8 @@ class ResultWriter:
         out = self._template(req.model_id, w.route, w.served).copy()
         out["id"] = fast_result_id(req.id)
         out["request_id"] = req.id
-        latency = self._latency.get(w.done_at)
-        if latency is None:
-            latency = self._latency[w.done_at] = round(
-                max(0.0, (w.done_at or self.t0) - self.t0) * 1000, 3
-            )
-        out["latency_ms"] = latency
+        done_at = w.done_at
+        out["latency_ms"] = round(max(0.0, done_at - w.t0) * 1000, 3) if done_at else 0.0
         out["cached"] = w.cached
         if req.unit_id is not None:
             out["unit_id"] = req.unit_id
@@ -114,25 +126,53 @@ class ResultWriter:
             out["output"] = w.output
         try:
             value = orjson.dumps(out, option=_OPTIONS)
-        except TypeError:
-            out.pop("output", None)
-            out["error"] = {
-                "code": "ProviderBadResponse",
-                "message": "the provider's output is not JSON-serialisable",
-            }
-            value = orjson.dumps(out, option=_OPTIONS)
+        except TypeError:  # not serialisable, or an integer beyond 64 bits
+            value = _bad_output(w, out, "the provider's output is not JSON-serialisable")
+        if len(value) > MAX_RESULT_BYTES:
+            value = _bad_output(
+                w,
+                out,
+                f"the result would be {len(value)} bytes, over the limit of "
+                f"{MAX_RESULT_BYTES} bytes for a result",
+            )
         # A provider's answer could echo a credential back (a buggy or hostile endpoint): a
         # resolved secret never leaves in a result.
         return Outgoing(w.record.key, redact_bytes(value), w.record.partition, req.id)
 
 
-def error_record(record: ConsumerRecord[bytes, bytes], reason: str, now: str) -> Outgoing | None:
-    """An ``InvalidRequest`` result for an unreadable request, if its ``id`` is readable."""
-    try:
-        raw = orjson.loads(record.value) if record.value is not None else None
-    except orjson.JSONDecodeError:
+def _bad_output(w: Work, out: dict[str, Any], message: str) -> bytes:
+    w.failure = ProviderBadResponse(message)  # the result says so, and so do the counts
+    out.pop("output", None)
+    out["error"] = w.failure.as_dict()
+    return orjson.dumps(out, option=_OPTIONS)
+
+
+def _readable(value: bytes | None, max_bytes: int) -> dict[str, Any] | None:
+    """``value`` as a JSON object when it parses (and is at most ``max_bytes``), else None."""
+    if value is None or len(value) > max_bytes:
         return None
-    if not isinstance(raw, dict):
+    try:
+        raw = orjson.loads(value)
+    except Exception:  # noqa: BLE001 - malformed, too deep...: no readable id
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
+def error_record(
+    record: ConsumerRecord[bytes, bytes],
+    reason: str,
+    now: str,
+    *,
+    max_bytes: int = 256 * 1024,
+    code: str = "InvalidRequest",
+) -> Outgoing | None:
+    """An error result (``InvalidRequest``) for a refused request, if its ``id`` is readable.
+
+    A record over ``max_bytes`` is read for its id only up to eight times that size; a larger
+    one, or one that does not parse as a JSON object, has no readable id (None).
+    """
+    raw = _readable(record.value, max_bytes * _READ_ID_FACTOR)
+    if raw is None:
         return None
     request_id = raw.get("id")
     if not isinstance(request_id, str) or not 0 < len(request_id) <= 128:
@@ -148,7 +188,7 @@ def error_record(record: ConsumerRecord[bytes, bytes], reason: str, now: str) ->
         "variant": "none",
         "latency_ms": 0.0,
         "cached": False,
-        "error": {"code": "InvalidRequest", "message": reason[:1000]},
+        "error": {"code": code, "message": reason[:1000]},
     }
     unit_id = raw.get("unit_id")
     if isinstance(unit_id, str) and 0 < len(unit_id) <= 256:
@@ -156,4 +196,50 @@ def error_record(record: ConsumerRecord[bytes, bytes], reason: str, now: str) ->
     correlation_id = raw.get("correlation_id")
     if isinstance(correlation_id, str) and len(correlation_id) <= 128:
         out["correlation_id"] = correlation_id
-    return Outgoing(record.key, orjson.dumps(out), record.partition, request_id)
+    try:
+        value = orjson.dumps(out)
+    except Exception:  # noqa: BLE001 - e.g. a lone surrogate in an id: no readable id then
+        return None
+    return Outgoing(record.key, value, record.partition, request_id)
+
+
+def failed_result(w: Work, code: str, message: str, now: str) -> Outgoing:
+    """A minimal error result for a request whose result could not be built."""
+    req = w.request
+    out: dict[str, Any] = {
+        "type": "PredictionResult",
+        "schema_version": 1,
+        "occurred_at": now,
+        "id": fast_result_id(req.id),
+        "request_id": req.id,
+        "requested_model_id": req.model_id,
+        "variant": "none",
+        "latency_ms": 0.0,
+        "cached": False,
+        "error": {"code": code, "message": message[:1000]},
+    }
+    return Outgoing(w.record.key, orjson.dumps(out), w.record.partition, req.id)
+
+
+def too_large_result(out: Outgoing) -> Outgoing:
+    """The error result that replaces ``out`` when the broker refuses it as too large."""
+    raw = _readable(out.value, len(out.value)) or {}
+    small = {
+        k: v
+        for k, v in raw.items()
+        if k not in {"output", "error", "fallback_reason"} and len(orjson.dumps(v)) <= 1024
+    }
+    small.update(
+        {
+            "type": "PredictionResult",
+            "id": small.get("id") or fast_result_id(out.request_id or ""),
+            "request_id": out.request_id or small.get("request_id") or "",
+            "requested_model_id": small.get("requested_model_id") or "",
+            "error": {
+                "code": "ProviderBadResponse",
+                "message": f"the result of {len(out.value)} bytes was refused as too large",
+            },
+        }
+    )
+    small.pop("fallback", None)
+    return out._replace(value=orjson.dumps(small))

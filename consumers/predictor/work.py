@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import ConsumerRecord
 
@@ -13,15 +13,25 @@ from consumers.routing import Route
 from registry.core.predictions import PredictionRequest
 from registry.core.state import ModelState
 
+if TYPE_CHECKING:
+    from consumers.predictor.delivery import PartitionWindow
+
 __all__ = ["Work"]
 
 
 @dataclass(slots=True)
 class Work:
-    """One readable request on its way to a result."""
+    """One readable request on its way to a result.
+
+    ``window`` (with ``record.offset``) is its record's slot in the offset tracker, finished
+    once its result is acknowledged; ``t0`` the ``perf_counter`` when it was admitted
+    (``latency_ms`` starts there).
+    """
 
     record: ConsumerRecord[bytes, bytes]
     request: PredictionRequest
+    window: PartitionWindow | None = None
+    t0: float = 0.0
     route: Route | None = None
     served: ModelState | None = None
     key: CacheKey | None = None
@@ -30,4 +40,5 @@ class Work:
     cached: bool = False
     fallback: str | None = None
     fallback_reason: str | None = None
+    fell_back: bool = False  # sent to the champion once already: never again
     done_at: float = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from registry.core import codec
 from registry.core.messages import ModelStatusChanged, ModelStatusChangedPayload
 from registry.core.types import ModelConfig
+from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of
 from registry.infra.settings import PredictorSettings, Settings
 from tests.consumers.conftest import (
     RegistryWriter,
@@ -146,24 +148,26 @@ async def test_unreadable_requests_go_to_the_dlq_and_the_consumer_goes_on(
     async with running_consumer(settings, config=FAST) as consumer:
         await send_requests(settings, producer, [*bad, *good])
         results = {r.request_id: r for r in await collect_results(settings, 6)}
-        await eventually(lambda: consumer.stats.dead_letters >= len(bad))
+        await eventually(lambda: consumer.stats.dead_letters >= 3)
     assert results["r-good"].error is None
     assert "label" in results["r-good"].output
+    # Exactly one end per record: a readable id gets an error result, the rest the DLQ.
     for request_id in ("r-no-model", "r-bad-model", "r-extra", "r-bad-input", "r-wrong-type"):
         error = results[request_id].error
         assert error is not None, request_id
         assert error.code == "InvalidRequest", request_id
     assert "model_id" in results["r-no-model"].error.message  # type: ignore[union-attr]
     dead = await dlq_records(settings)
-    assert len(dead) == len(bad)
+    assert sorted(r.key for r in dead) == [b"k1", b"k2", b"k8"]
     by_key = {r.key: dict(r.headers) for r in dead}
-    assert (
-        b"malformed JSON" in by_key[b"k1"]["dlq.reason"]
-        or b"invalid" in by_key[b"k1"]["dlq.reason"]
-    )
+    assert b"Invalid JSON" in by_key[b"k1"]["dlq.reason"]
     assert b"empty message" in by_key[b"k8"]["dlq.reason"]
-    assert by_key[b"k3"]["dlq.source.topic"] == settings.topic("predictions.requests").encode()
+    assert by_key[b"k2"]["dlq.source.topic"] == settings.topic("predictions.requests").encode()
+    assert by_key[b"k2"]["dlq.form"] == b"copy"
     assert [r.value for r in dead if r.key == b"k2"] == [b"[1, 2, 3]"]  # the original bytes, kept
+    s = consumer.stats
+    assert (s.records, s.results, s.dead_letters, s.rejected) == (9, 6, 3, 8)
+    assert s.unaccounted() == 0
 
 
 async def test_a_failing_challenger_falls_back_to_the_champion(
@@ -429,3 +433,84 @@ async def test_a_resolved_secret_never_reaches_a_result_or_a_log_line(
     for record in caplog.records:
         assert secret not in record.getMessage()
         assert secret not in str(record.__dict__)
+
+
+async def test_a_one_megabyte_request_is_refused_once_and_its_batch_goes_on(
+    settings: Settings, registry: RegistryWriter
+) -> None:
+    # Once, its dead letter could not be written (too large), the batch was dropped and the
+    # partition rewound every 0.65 s: the same requests were answered again and again.
+    await registry.register(custom_config("rules-v1", "tests.consumers.custom_models:score"))
+    huge_model = orjson.dumps(
+        {"type": "PredictionRequest", "id": "r-huge", "model_id": "m" * (1 << 20), "input": {}}
+    )
+    huge_garbage = b"[" + b"7," * (1 << 19) + b"7]"  # no readable id: the DLQ, as a reference
+    items = [(b"u", request_bytes(f"r{i}", "rules-v1", {"visits": i}, "u")) for i in range(10)]
+    items += [(b"u", huge_model), (b"u", huge_garbage)]
+    items += [(b"u", request_bytes(f"r{i}", "rules-v1", {"visits": i}, "u")) for i in range(10, 20)]
+    big = make_producer(settings, max_request_size=8 << 20)
+    await big.start()
+    try:
+        async with running_consumer(settings, config=FAST) as consumer:
+            await send_requests(settings, big, items)
+            await eventually(lambda: consumer.stats.records == 22 and consumer.stats.in_flight == 0)
+            await asyncio.sleep(1.5)  # long enough for a rewind loop to show
+            results = await collect_results(settings, 21)
+    finally:
+        await big.stop()
+    counts = Counter(r.request_id for r in results)
+    assert counts == Counter([f"r{i}" for i in range(20)] + ["r-huge"]), "answered twice"
+    refused = next(r for r in results if r.request_id == "r-huge")
+    assert refused.error is not None
+    assert refused.error.code == "InvalidRequest"
+    assert "over the limit" in refused.error.message
+    assert len(refused.requested_model_id) == 256
+    (dead,) = await dlq_records(settings)
+    assert dict(dead.headers)["dlq.form"] == b"reference"
+    assert dead.value.startswith(b"DLQ-REFERENCE")
+    s = consumer.stats
+    assert (s.results, s.dead_letters, s.rejected, s.delivery_retries) == (21, 1, 2, 0)
+    assert s.unaccounted() == 0
+    committed = await _committed(settings, f"{settings.topic_prefix}{FAST.group_id}")
+    assert sum(committed.values()) == 22  # every offset committed (one key: one partition)
+
+
+async def test_a_callable_that_raises_or_returns_garbage_costs_its_requests_only(
+    settings: Settings, registry: RegistryWriter, producer: AIOKafkaProducer
+) -> None:
+    await registry.register(custom_config("boom-v1", "tests.consumers.custom_models:crashes"))
+    await registry.register(custom_config("odd-v1", "tests.consumers.custom_models:not_json"))
+    await registry.register(custom_config("rules-v1", "tests.consumers.custom_models:score"))
+    big = b'"big":%d' % 2**70  # a number orjson (the cache's hash) cannot encode
+    items = [
+        (
+            f"u{i}".encode(),
+            request_bytes(f"r{i}", model, {"visits": 5, "big": 0}, f"u{i}").replace(
+                b'"big":0', big
+            ),
+        )
+        for i, model in enumerate(["boom-v1", "odd-v1", "rules-v1"] * 10)
+    ]
+    async with running_consumer(settings, config=FAST) as consumer:
+        await send_requests(settings, producer, items)
+        results = {r.request_id: r for r in await collect_results(settings, 30)}
+        await eventually(lambda: consumer.stats.in_flight == 0)
+    by_model: dict[str, set[str]] = defaultdict(set)
+    for r in results.values():
+        by_model[r.requested_model_id].add(r.error.code if r.error else "ok")
+    assert by_model == {
+        "boom-v1": {"ProviderFailed"},
+        "odd-v1": {"ProviderBadResponse"},
+        "rules-v1": {"ok"},  # an input the cache cannot hash (2**70) is simply not cached
+    }
+    assert consumer.stats.dead_letters == 0
+
+
+async def _committed(settings: Settings, group: str) -> dict[int, int]:
+    consumer = make_consumer(settings, group_id=group)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, settings.topic("predictions.requests"))
+        return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+    finally:
+        await consumer.stop()
