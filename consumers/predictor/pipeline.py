@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -38,6 +39,7 @@ from consumers.routing import ChampionChallengerRouter
 from registry.core.errors import describe_validation_error
 from registry.core.limits import over_limits
 from registry.core.predictions import PredictionRequest
+from registry.core.state import ModelState
 from registry.infra.settings import LimitSettings, PredictorSettings
 
 __all__ = ["PredictionPipeline", "internal_error"]
@@ -52,6 +54,25 @@ _NO_MOCK = frozenset(
         PredictionErrorCode.INVALID_INPUT,
     }
 )
+
+
+ISOLATE_CALLS = 32
+"""Extra ``predict_batch`` calls a group may take to isolate the inputs that fail it."""
+_ISOLATED = frozenset(
+    {
+        PredictionErrorCode.INVALID_INPUT,
+        PredictionErrorCode.PROVIDER_BAD_RESPONSE,
+        PredictionErrorCode.PROVIDER_FAILED,
+    }
+)
+
+
+def _shared_failure(outputs: list[Any]) -> bool:
+    """Every output is the same failure object, of a kind one bad input can cause."""
+    first = outputs[0] if outputs else None
+    if not isinstance(first, PredictionFailure) or first.transient:
+        return False
+    return first.error_code in _ISOLATED and all(o is first for o in outputs)
 
 
 def internal_error(w: Work, step: str, exc: Exception) -> None:
@@ -174,29 +195,19 @@ class PredictionPipeline:
 
     async def predict_group(self, group: list[Work]) -> None:
         """One ``predict_batch`` for ``group`` (all served by the same model). Sets each
-        work's output or failure; never raises (but for cancellation)."""
+        work's output or failure; never raises (but for cancellation).
+
+        A vectorised call that one bad input fails as a whole (scikit-learn refuses a whole
+        matrix for one NaN) would fail its neighbours too: when every input gets the very
+        same non-transient failure, the group is split in halves and tried again, down to
+        the inputs that fail on their own (at most ``ISOLATE_CALLS`` more calls a group).
+        """
         served = group[0].served
         assert served is not None
-        try:
-            provider = self.factory.get_provider(served.config)
-            outputs = await provider.predict_batch([w.request.input for w in group])
-            if len(outputs) != len(group):
-                raise ProviderFailed(
-                    f"provider of '{served.model_id}' returned {len(outputs)} outputs "
-                    f"for {len(group)} inputs"
-                )
-        except Exception as exc:  # noqa: BLE001 - an adapter bug fails its group, not the consumer
-            failure = (
-                exc
-                if isinstance(exc, PredictionFailure)
-                else ProviderFailed(f"provider of '{served.model_id}': {type(exc).__name__}")
-            )
-            log.error(
-                "provider failed a whole group: %s",
-                failure.message,
-                extra={"model_id": served.model_id},
-            )
-            outputs = [failure] * len(group)
+        inputs = [w.request.input for w in group]
+        outputs = await self._call(served, inputs)
+        if len(group) > 1 and _shared_failure(outputs):
+            outputs = await self._isolate(served, inputs, outputs, [ISOLATE_CALLS])
         done = time.perf_counter()
         cache = self.cache
         for w, out in zip(group, outputs, strict=True):
@@ -215,6 +226,46 @@ class PredictionPipeline:
                     ]
                 )
                 w.fallback = w.fallback_reason = None
+
+    async def _call(self, served: ModelState, inputs: list[Any]) -> list[Any]:
+        """``predict_batch``, with any error it raises as every input's failure."""
+        try:
+            provider = self.factory.get_provider(served.config)
+            outputs = await provider.predict_batch(inputs)
+            if len(outputs) != len(inputs):
+                raise ProviderFailed(
+                    f"provider of '{served.model_id}' returned {len(outputs)} outputs "
+                    f"for {len(inputs)} inputs"
+                )
+            return outputs
+        except Exception as exc:  # noqa: BLE001 - an adapter bug fails its group, not the consumer
+            failure = (
+                exc
+                if isinstance(exc, PredictionFailure)
+                else ProviderFailed(f"provider of '{served.model_id}': {type(exc).__name__}")
+            )
+            log.error(
+                "provider failed a whole group: %s",
+                failure.message,
+                extra={"model_id": served.model_id},
+            )
+            return [failure] * len(inputs)
+
+    async def _isolate(
+        self, served: ModelState, inputs: list[Any], outputs: list[Any], budget: list[int]
+    ) -> list[Any]:
+        """``outputs`` (one failure shared by all ``inputs``), narrowed down by halves."""
+        if len(inputs) < 2 or budget[0] < 2:
+            return outputs
+        middle = len(inputs) // 2
+        narrowed: list[Any] = []
+        for part in (inputs[:middle], inputs[middle:]):
+            budget[0] -= 1
+            out = await self._call(served, part)
+            if len(part) > 1 and _shared_failure(out):
+                out = await self._isolate(served, part, out, budget)
+            narrowed.extend(out)
+        return narrowed
 
     # ------------------------------------------------------------------ fallback
 

@@ -514,3 +514,27 @@ async def _committed(settings: Settings, group: str) -> dict[int, int]:
         return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
     finally:
         await consumer.stop()
+
+
+async def test_one_bad_input_does_not_fail_its_vectorised_neighbours(
+    settings: Settings,
+    registry: RegistryWriter,
+    producer: AIOKafkaProducer,
+    lead_models: dict[str, Path],
+) -> None:
+    # scikit-learn refuses a whole matrix for one NaN: the group is narrowed down by halves.
+    await registry.register(sklearn_config("lead-v1", lead_models["champion"]))
+    items = [(b"u", request_bytes(f"r{i}", "lead-v1", lead_input(i), "u")) for i in range(40)]
+    items[17] = (
+        b"u",
+        request_bytes("r17", "lead-v1", {**lead_input(17), "visits": 0}, "u").replace(
+            b'"visits":0', b'"visits":NaN'
+        ),
+    )
+    async with running_consumer(settings, config=FAST):
+        await send_requests(settings, producer, items)
+        results = {r.request_id: r for r in await collect_results(settings, 40)}
+    failed = {i for i, r in results.items() if r.error is not None}
+    assert failed == {"r17"}
+    assert results["r17"].error is not None
+    assert results["r17"].error.code == "InvalidInput"
