@@ -157,6 +157,10 @@ async def test_every_attack_is_refused_and_leaves_no_trace(up: Any, tmp_path: Pa
             # 4. a forged actor, and raw secrets, are refused before anything is written
             with pytest.raises(SecretInConfig):
                 await reg.register(model_config("leaky", description=f"key sk-{'a' * 40}"))
+            # 5. a model registered (training), then "activated" by an event a stray writer
+            # appends to registry.events directly: its link does not match, nobody believes it
+            await reg.register(model_config("sleeper", status="testing"))
+        await _forge_activation(settings, "sleeper")
         async with ModelRegistry(settings, actor="mallory") as forger:
             with pytest.raises(Rejected) as refused:
                 await forger.register(model_config("forged"))
@@ -169,10 +173,12 @@ async def test_every_attack_is_refused_and_leaves_no_trace(up: Any, tmp_path: Pa
                 ("exfil-env", "id; head -c 60 /etc/shadow"),
                 ("exfil-file", "hello"),
                 ("probe-file", "hello"),
+                ("sleeper", {"visits": 1}),
             )
         }
     assert hits == []  # nothing reached the attacker's server
     assert not marker.exists()  # the pickle never ran
+    assert answers.pop("sleeper")["error"]["code"] == "ModelNotActive"  # the forgery
     print(
         "\n"
         + "\n".join(
@@ -233,3 +239,30 @@ async def _everything_written(
     blobs.extend(p.read_bytes() for p in data_dir.rglob("*journal*") if p.is_file())
     blobs.append(log.read_bytes())
     return blobs
+
+
+async def _forge_activation(settings: Settings, model_id: str) -> None:
+    """Append a ModelStatusChanged that makes ``model_id`` active, bypassing the decider: a
+    copy of the model's last event, edited, with a link a forger can compute (the hash of
+    the record before it in the partition... as the forger believes it is)."""
+    events = await read_topic(settings, "registry.events")
+    last = next(r for r in reversed(events) if orjson.loads(r.value)["model_id"] == model_id)
+    forged = orjson.loads(last.value)
+    forged.update(
+        type="ModelStatusChanged",
+        id=str(uuid.uuid4()),
+        revision=forged["revision"] + 1,
+        prev="0" * 64,
+        payload={"from": "testing", "to": "active", "reason": "trust me"},
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic("registry.events"),
+            orjson.dumps(forged),
+            key=model_id.encode(),
+            headers=[("type", b"ModelStatusChanged")],
+        )
+    finally:
+        await producer.stop()
