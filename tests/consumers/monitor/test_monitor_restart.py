@@ -111,6 +111,7 @@ async def test_kill_9_mid_stream_and_restart_counts_everything_once(
     assert query(db, "SELECT COUNT(*) FROM pending_outcomes") == [(0,)]
 
 
+@pytest.mark.embedded_only
 async def test_prediction_log_restarted_empty_keeps_metrics_and_reads_the_new_log(
     settings: Settings, db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
