@@ -1,10 +1,13 @@
 """The one way to follow a log: ``LogFollower`` (docs/design.md#following-a-log).
 
 A follower reads every partition of its topics with a manually assigned consumer, from
-given positions (or from the start), and knows where each log ends from the high
-watermarks of fetch responses (``end_offsets()`` is wrong on the embedded broker). It keeps
-what a health check judges: records read, lag per partition, whether it is caught up, and
-when it last made progress (a batch read, or a poll that found it caught up).
+given positions (or from the start), and knows where each log ends: from ``end_offsets()``
+on Apache Kafka (so a follower of an idle log is caught up without waiting for a fetch),
+and from the ends that fetch responses carry on every broker (the only source on the
+embedded broker, whose ``end_offsets()`` can lag; ``traits.BrokerTraits``). It reads
+committed records only, so a log's end is its last stable offset. It keeps what a health
+check judges: records read, lag per partition, whether it is caught up, and when it last
+made progress (a batch read, or a poll that found it caught up).
 
 What it handles so its readers need not:
 
@@ -35,7 +38,8 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from registry.core.errors import RegistryError
 from registry.core.replay import Unfolded
-from registry.infra.kafka.clients import make_consumer, partitions_of, start_client
+from registry.infra.kafka.clients import make_consumer, partitions_of, readable_end, start_client
+from registry.infra.kafka.traits import broker_traits
 from registry.infra.settings import Settings
 
 __all__ = [
@@ -156,6 +160,8 @@ class LogFollower:
         self._on_shortened = on_shortened
         self._overrides = {"auto_offset_reset": "none", **consumer_overrides}
         self._consumer: AIOKafkaConsumer | None = None
+        self._exact_ends = False  # the broker's end_offsets() can be trusted
+        self._ends: dict[TopicPartition, int] = {}  # from end_offsets(), until a fetch tells
         self.partitions: list[TopicPartition] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -188,6 +194,8 @@ class LogFollower:
             raise
         self._consumer, self.partitions = consumer, tps
         consumer.assign(tps)
+        traits = await broker_traits(self.settings)
+        self._exact_ends = traits is not None and traits.exact_end_offsets
         await self.seek(positions or {})
 
     async def stop(self) -> None:
@@ -207,6 +215,7 @@ class LogFollower:
             consumer.seek(tp, offset)
         if rest:
             await consumer.seek_to_beginning(*rest)
+        await self._learn_ends()
 
     def pause(self, tps: Sequence[TopicPartition]) -> None:
         self.consumer.pause(*tps)
@@ -256,7 +265,10 @@ class LogFollower:
         only: Sequence[TopicPartition] | None = None,
     ) -> None:
         """Read and ``handle`` batches until every partition (of ``only``) reached its end
-        as the fetch responses tell it (offsets may have gaps: ``position >= highwater``)."""
+        (offsets may have gaps: ``position >= end``). On Kafka the ends are asked first, so
+        a log already read to its end costs no fetch wait; elsewhere fetch responses tell."""
+        if await self._learn_ends() and self.caught_up(only):
+            return
         while True:
             batch = await self.poll(only=only)
             if batch:
@@ -273,13 +285,39 @@ class LogFollower:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    async def _learn_ends(self) -> bool:
+        """On a broker whose ``end_offsets()`` is exact, ask where every log ends now (one
+        request) and measure the lags from it; False elsewhere (fetch responses tell)."""
+        if not self._exact_ends:
+            return False
+        consumer = self.consumer
+        try:
+            ends = await consumer.end_offsets(self.partitions)
+        except KafkaError as exc:
+            log.warning("%s: end_offsets failed (%s)", self.name, type(exc).__name__)
+            return False
+        self._ends = {tp: int(end) for tp, end in ends.items()}
+        lags = self.stats.lag_by_partition
+        for tp, end in list(self._ends.items()):
+            position = await consumer.position(tp)
+            if position > end:  # shortened: not caught up; the next fetch finds out how
+                lags.pop(tp, None)
+                self._ends.pop(tp)
+            else:
+                lags[tp] = end - position
+        self.stats.lag = sum(lags.values())
+        self.stats.caught_up = self.caught_up()
+        return True
+
     async def _measure(self, only: Sequence[TopicPartition] | None) -> bool:
         consumer = self.consumer
         lags = self.stats.lag_by_partition
         for tp in self.partitions:
-            hw = consumer.highwater(tp)
-            if hw is not None:
-                lags[tp] = max(0, hw - await consumer.position(tp))
+            end = readable_end(consumer, tp)
+            if end is None:
+                end = self._ends.get(tp)
+            if end is not None:
+                lags[tp] = max(0, end - await consumer.position(tp))
         self.stats.lag = sum(lags.values())
         self.stats.caught_up = self.caught_up()
         return self.caught_up(only)
