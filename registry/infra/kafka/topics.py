@@ -13,10 +13,15 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from registry.core.errors import BrokerUnavailable
 from registry.infra.settings import Settings
 
-__all__ = ["TOPICS", "TopicSpec", "cluster_id", "ensure_topics"]
+__all__ = ["MAX_RECORD_BYTES", "TOPICS", "TopicSpec", "cluster_id", "ensure_topics"]
 
 log = logging.getLogger(__name__)
 DAY_MS = 24 * 3600 * 1000
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+"""Every topic's ``max.message.bytes``: well above every limit of ``LimitSettings``, so that
+an oversized record reaches its reader and is refused there with a typed reason (and
+dead-lettered as a reference), the same on every broker, rather than refused to its
+producer by a broker default (about 1 MiB on Apache Kafka; none on the embedded broker)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,10 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
                 settings.topic(spec.name),
                 spec.partitions(settings),
                 settings.replication_factor,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
+                topic_configs={
+                    "retention.ms": str(spec.retention_ms),
+                    "max.message.bytes": str(MAX_RECORD_BYTES),
+                },
             )
             for spec in specs
             if settings.topic(spec.name) not in existing
