@@ -87,6 +87,7 @@ def main() -> None:
         "encode_per_s": round(encode),
         "decode_vs_bare_ratio": round(decode / bare, 3),
         "target_decode_per_s": 200_000,
+        "broker": None,  # no broker involved
         "peak_rss_mb": peak_rss_mb(),
         "machine": machine(),
     }

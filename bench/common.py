@@ -1,7 +1,10 @@
-"""Shared bits of the benchmarks: machine description, peak memory, JSON figures."""
+"""Shared bits of the benchmarks: machine description, peak memory, JSON figures, and the
+broker (``--bootstrap`` or ``KAFKA_BOOTSTRAP_SERVERS``: that cluster, e.g. the Apache Kafka of
+``scripts/kafka.sh``; neither: a fresh embedded broker)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -37,7 +40,39 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+RESULTS = Path(__file__).parent / "results"
+
+
+def add_broker_option(ap: argparse.ArgumentParser) -> None:
+    """``--bootstrap HOST:PORT[,...]``: run against that cluster (same as setting
+    ``KAFKA_BOOTSTRAP_SERVERS``, which processes the benchmark starts inherit)."""
+    ap.add_argument(
+        "--bootstrap",
+        metavar="HOST:PORT",
+        help="a running cluster (default: KAFKA_BOOTSTRAP_SERVERS, else a fresh embedded broker)",
+    )
+
+
+def use_broker(args: argparse.Namespace) -> None:
+    """Apply ``--bootstrap`` (to this process's environment, for its children too)."""
+    if getattr(args, "bootstrap", None):
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = args.bootstrap
+
+
+def broker_kind() -> str:
+    """``kafka`` when a cluster is named, else ``embedded``."""
+    return "kafka" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else "embedded"
+
+
+def results_path(name: str) -> Path:
+    """Where a full run's figures go: ``results/NAME.json`` on the embedded broker,
+    ``results/NAME.kafka.json`` on a named cluster (bench/report.py puts them side by side)."""
+    suffix = "" if broker_kind() == "embedded" else ".kafka"
+    return RESULTS / f"{name}{suffix}.json"
+
+
 def write_figures(path: Path, figures: dict[str, Any]) -> None:
+    figures.setdefault("broker", broker_kind())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"  figures written to {path}")

@@ -23,7 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bootstrap, machine, peak_rss_mb, percentile, write_figures  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_broker_option,
+    bootstrap,
+    machine,
+    peak_rss_mb,
+    percentile,
+    results_path,
+    use_broker,
+    write_figures,
+)
 from bench.events import produce  # noqa: E402
 
 TYPES = ["classification", "regression", "clustering", "nlp", "recommendation", "forecasting"]
@@ -82,7 +91,7 @@ async def main_async(n: int, lookups: int, out: Path) -> None:
     broker, bs = bootstrap()
     try:
         settings = Settings(
-            bootstrap_servers=bs, topic_prefix=f"reads{int(time.time())}.", fetch_max_wait_ms=20
+            bootstrap_servers=bs, topic_prefix=f"reads{int(time.time())}.", fetch_max_wait_ms=500
         )
         await ensure_topics(settings)
         produced = await produce(bs, settings.topic("registry.events"), model_events(n))
@@ -161,10 +170,13 @@ def main() -> None:
     )
     ap.add_argument("--models", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="2,000 models: a smoke run")
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "reads.json")
+    ap.add_argument("--json", type=Path, help="default: bench/results/reads[.kafka].json")
+    add_broker_option(ap)
     args = ap.parse_args()
+    use_broker(args)
+    out = args.json or results_path("reads")
     n = 2_000 if args.quick else args.models
-    asyncio.run(main_async(n, 2_000 if args.quick else 50_000, args.json))
+    asyncio.run(main_async(n, 2_000 if args.quick else 50_000, out))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bootstrap, machine, peak_rss_mb, write_figures  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_broker_option,
+    bootstrap,
+    machine,
+    peak_rss_mb,
+    results_path,
+    use_broker,
+    write_figures,
+)
 from bench.events import event_stream, produce  # noqa: E402
 
 
@@ -76,7 +84,7 @@ async def main_async(n: int, out: Path) -> None:
     broker, bs = bootstrap()
     try:
         settings = Settings(
-            bootstrap_servers=bs, topic_prefix=f"bench{int(time.time())}.", fetch_max_wait_ms=20
+            bootstrap_servers=bs, topic_prefix=f"bench{int(time.time())}.", fetch_max_wait_ms=500
         )
         await ensure_topics(settings)
         topic = settings.topic("registry.events")
@@ -138,9 +146,12 @@ def main() -> None:
     )
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--quick", action="store_true", help="20,000 events: a smoke run")
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "rebuild.json")
+    ap.add_argument("--json", type=Path, help="default: bench/results/rebuild[.kafka].json")
+    add_broker_option(ap)
     args = ap.parse_args()
-    asyncio.run(main_async(20_000 if args.quick else args.events, args.json))
+    use_broker(args)
+    out = args.json or results_path("rebuild")
+    asyncio.run(main_async(20_000 if args.quick else args.events, out))
 
 
 if __name__ == "__main__":

@@ -1,103 +1,126 @@
-"""Print the README's benchmark table from bench/results/*.json (the latest full runs)."""
+"""Print the README's benchmark table from bench/results/*.json (the latest full runs), the
+embedded broker's figures (NAME.json) beside Apache Kafka's (NAME.kafka.json)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
 
+Figures = dict[str, Any]
+Cell = tuple[str, str, Any]  # measured, baseline in the same run, peak RSS MB
 
-def _load(name: str) -> dict:  # type: ignore[type-arg]
+
+def _load(name: str) -> Figures:
     path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def _rebuild(f: Figures) -> Cell:
+    return (
+        f"{f['rebuild_per_s']:,} events/s ({f['events']:,} events in {f['rebuild_seconds']} s)",
+        f"bare aiokafka fetch {f['bare_fetch_per_s']:,}/s: ratio {f['ratio_to_bare_fetch']}",
+        f["peak_rss_mb"],
+    )
+
+
+def _writes(f: Figures) -> Cell:
+    return (
+        f"{f['commands_per_s']:,} commands/s end to end ({f['commands']:,} commands)",
+        f"MLflow registry (SQLite) {f['mlflow_writes_per_s']}/s: {f['ratio_to_mlflow']}x",
+        f["server_peak_rss_mb"],
+    )
+
+
+def _ryw(f: Figures) -> Cell:
+    return f"p50 {f['ryw_p50_ms']} ms, p99 {f['ryw_p99_ms']} ms", "", ""
+
+
+def _predictions(f: Figures) -> Cell:
+    return (
+        f"{f['requests_per_s']:,} requests/s ({f['requests']:,} requests)",
+        f"bare loop {f['bare_loop_per_s']:,}/s: ratio {f['ratio_to_bare_loop']}; batched bare "
+        f"loop {f['bare_batched_loop_per_s']:,}/s: ratio {f['ratio_to_bare_batched_loop']}",
+        f["peak_rss_mb"],
+    )
+
+
+def _get_model(f: Figures) -> Cell:
+    return (
+        f"{f['get_model_per_s']:,}/s",
+        f"bare SELECT {f['bare_select_per_s']:,}/s: ratio {f['get_model_ratio_to_bare']}",
+        f["peak_rss_mb"],
+    )
+
+
+def _list_models(f: Figures) -> Cell:
+    return (
+        f"over {f['models']:,} models: p50 {f['list_models_narrow_p50_ms']} ms, p99 "
+        f"{f['list_models_narrow_p99_ms']} ms (type+provider+status); p99 "
+        f"{f['list_models_type_status_p99_ms']} ms returning {f['list_models_rows']:,} rows "
+        "(type+status)",
+        "",
+        "",
+    )
+
+
+def _codec(f: Figures) -> Cell:
+    return (
+        f"{f['decode_event_per_s']:,}/s",
+        f"bare orjson.loads {f['orjson_loads_per_s']:,}/s: ratio {f['decode_vs_bare_ratio']}",
+        f["peak_rss_mb"],
+    )
+
+
+ROWS: list[tuple[str, str, Callable[[Figures], Cell], str]] = [
+    ("projection rebuild", "rebuild", _rebuild, ">= 100,000/s"),
+    ("registry writes, saturation", "writes", _writes, ">= 2,000/s"),
+    ("read-your-writes at 100 commands/s", "writes", _ryw, "p99 < 50 ms"),
+    ("registry writes, transactional decider", "writes.transactional", _writes, ""),
+    ("read-your-writes, transactional decider", "writes.transactional", _ryw, ""),
+    (
+        "predictions, local scikit-learn, 20% A/B",
+        "predictions",
+        _predictions,
+        ">= 20,000/s, >= 0.5",
+    ),
+    ("get_model", "reads", _get_model, ">= 20,000/s"),
+    ("list_models", "reads", _list_models, "< 10 ms"),
+    ("decode a registry event (no broker)", "codec", _codec, ">= 200,000/s (aim)"),
+]
+
+
+def _both(a: Any, b: Any) -> str:
+    a, b = ("" if a in (None, "") else str(a)), ("" if b in (None, "") else str(b))
+    if a and b:
+        return f"{a} / {b}"
+    return a or (f"— / {b}" if b else "")
 
 
 def main() -> None:
-    rb, wr, rd, pr, cd = (_load(n) for n in ("rebuild", "writes", "reads", "predictions", "codec"))
-    rows = []
-    if rb:
-        rows.append(
-            (
-                "projection rebuild",
-                f"{rb['rebuild_per_s']:,} events/s ({rb['events']:,} events in "
-                f"{rb['rebuild_seconds']} s)",
-                f"bare aiokafka fetch {rb['bare_fetch_per_s']:,}/s: ratio "
-                f"{rb['ratio_to_bare_fetch']}",
-                ">= 100,000/s",
-                rb["peak_rss_mb"],
-            )
+    print(
+        "| what | embedded broker (Tansu) | Apache Kafka 4.4 (scripts/kafka.sh, 1 node) "
+        "| baseline in the same run (embedded / Kafka) | target | peak RSS MB (embedded / Kafka) |"
+    )
+    print("|---|---|---|---|---|---|")
+    machines: list[Figures] = []
+    for what, name, cell, target in ROWS:
+        embedded, kafka = _load(name), _load(f"{name}.kafka")
+        if not embedded and not kafka:
+            continue
+        e = cell(embedded) if embedded else ("—", "", "")
+        k = cell(kafka) if kafka else ("—", "", "")
+        if name == "codec":  # no broker: one figure
+            k = ("(same code, no broker)", "", "")
+        machines += [f["machine"] for f in (embedded, kafka) if f.get("machine")]
+        print(
+            f"| {what} | {e[0]} | {k[0]} | {_both(e[1], k[1])} | {target} | {_both(e[2], k[2])} |"
         )
-    if wr:
-        rows.append(
-            (
-                "registry writes, saturation",
-                f"{wr['commands_per_s']:,} commands/s end to end",
-                f"MLflow registry (SQLite) {wr['mlflow_writes_per_s']}/s: {wr['ratio_to_mlflow']}x",
-                ">= 2,000/s",
-                wr["server_peak_rss_mb"],
-            )
-        )
-        rows.append(
-            (
-                "read-your-writes at 100 commands/s",
-                f"p50 {wr['ryw_p50_ms']} ms, p99 {wr['ryw_p99_ms']} ms",
-                "",
-                "p99 < 50 ms",
-                "",
-            )
-        )
-    if pr:
-        rows.append(
-            (
-                "predictions, local scikit-learn, 20% A/B",
-                f"{pr['requests_per_s']:,} requests/s",
-                f"bare loop {pr['bare_loop_per_s']:,}/s: ratio {pr['ratio_to_bare_loop']}; batched "
-                "bare loop "
-                f"{pr['bare_batched_loop_per_s']:,}/s: ratio {pr['ratio_to_bare_batched_loop']}",
-                ">= 20,000/s, >= 0.5",
-                pr["peak_rss_mb"],
-            )
-        )
-    if rd:
-        rows.append(
-            (
-                "get_model",
-                f"{rd['get_model_per_s']:,}/s",
-                f"bare SELECT {rd['bare_select_per_s']:,}/s: ratio {rd['get_model_ratio_to_bare']}",
-                ">= 20,000/s",
-                rd["peak_rss_mb"],
-            )
-        )
-        rows.append(
-            (
-                f"list_models over {rd['models']:,} models",
-                f"p50 {rd['list_models_narrow_p50_ms']} ms, p99 {rd['list_models_narrow_p99_ms']} "
-                "ms (type+provider+status); "
-                f"p99 {rd['list_models_type_status_p99_ms']} ms returning "
-                f"{rd['list_models_rows']:,} rows (type+status)",
-                "",
-                "< 10 ms",
-                "",
-            )
-        )
-    if cd:
-        rows.append(
-            (
-                "decode a registry event",
-                f"{cd['decode_event_per_s']:,}/s",
-                f"bare orjson.loads {cd['orjson_loads_per_s']:,}/s: ratio "
-                f"{cd['decode_vs_bare_ratio']}",
-                ">= 200,000/s (aim)",
-                cd["peak_rss_mb"],
-            )
-        )
-    print("| what | measured | baseline in the same run | target | peak RSS MB |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(str(c) for c in r) + " |")
-    m = (rb or wr or rd or pr or cd).get("machine", {})
-    if m:
+    if machines:
+        m = machines[0]
         print(
             f"\nMachine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, Python "
             f"{m.get('python')}, {m.get('os')}."

@@ -1,9 +1,10 @@
 """Registry writes end to end: command -> event -> visible in the projection.
 
     python bench/writes.py [--commands 20000] [--quick] [--json out.json]
+                           [--bootstrap HOST:PORT] [--transactional]
 
 Runs a real `model-registry up --only decider,projector` process on the embedded broker (or
-on KAFKA_BOOTSTRAP_SERVERS), then measures from a client process:
+on --bootstrap / KAFKA_BOOTSTRAP_SERVERS), then measures from a client process:
 1. saturation: two client processes (like several CRM modules), 300 commands in flight
    each; commands/s until the projection shows the last one;
 2. read-your-writes at a fixed 100 commands/s: time from sending a command until the
@@ -11,6 +12,9 @@ on KAFKA_BOOTSTRAP_SERVERS), then measures from a client process:
 3. the baseline, in the same run: MLflow's model registry on SQLite doing the equivalent
    writes (create a registered model, then update it) through ``MlflowClient``.
 Targets: >= 2,000 commands/s; p99 read-your-writes < 50 ms.
+
+``--transactional`` runs the decider with ``REGISTRY_DECIDER_TRANSACTIONAL=1`` (Apache Kafka
+only: one transaction per batch of commands, fencing a zombie decider), to measure its cost.
 """
 
 from __future__ import annotations
@@ -28,11 +32,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, peak_rss_mb, percentile, write_figures  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_broker_option,
+    broker_kind,
+    machine,
+    peak_rss_mb,
+    percentile,
+    results_path,
+    use_broker,
+    write_figures,
+)
+
+# The clients' fetch wait: the broker fits it (Kafka answers a waiting fetch at once when a
+# record arrives; the embedded broker's is capped at 10 ms): what Settings.from_env gives.
+FETCH_MAX_WAIT_MS = 500
 
 
-def start_up(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
+def start_up(
+    data_dir: Path, transactional: bool = False
+) -> tuple[subprocess.Popen[bytes], dict[str, object]]:
     env = dict(os.environ)
+    # a cluster outlives the run: this run's own topics (and decider group)
+    env["REGISTRY_TOPIC_PREFIX"] = f"writes{int(time.time())}."
+    if transactional:
+        env["REGISTRY_DECIDER_TRANSACTIONAL"] = "1"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -66,13 +89,24 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 async def client_process(
-    bootstrap: str, data_dir: Path, first: int, count: int, models: int, start_at: float
+    bootstrap: str,
+    prefix: str,
+    data_dir: Path,
+    first: int,
+    count: int,
+    models: int,
+    start_at: float,
 ) -> None:
     """One client process of the saturation run: prints its finish time and last offset."""
     from model_registry.client import ModelRegistry
     from registry.infra.settings import Settings
 
-    settings = Settings(bootstrap_servers=bootstrap, data_dir=data_dir, fetch_max_wait_ms=10)
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=prefix,
+        data_dir=data_dir,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
     async with ModelRegistry(settings, timeout=120) as reg:
         counter = iter(range(first, first + count))
         last = -1
@@ -116,6 +150,7 @@ async def saturation(reg: object, settings: object, n: int, clients: int) -> flo
             __file__,
             "--client",
             settings.bootstrap_servers,
+            settings.topic_prefix,
             str(settings.data_dir),
             str(k * per),
             str(per if k < clients - 1 else n - k * per),
@@ -188,18 +223,19 @@ def mlflow_baseline(n: int) -> float | None:
         return n / (time.perf_counter() - started)
 
 
-async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
+async def main_async(n: int, ryw_seconds: float, out: Path, transactional: bool = False) -> None:
     from model_registry.client import ModelRegistry
     from registry.infra.settings import Settings
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
-        proc, info = start_up(data_dir)
+        proc, info = start_up(data_dir, transactional)
         try:
             settings = Settings(
                 bootstrap_servers=str(info["bootstrap_servers"]),
+                topic_prefix=str(info.get("topic_prefix", "")),
                 data_dir=data_dir,
-                fetch_max_wait_ms=10,
+                fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             )
             async with ModelRegistry(settings, timeout=60) as reg:
                 seconds = await saturation(reg, settings, n, clients=2)
@@ -227,9 +263,13 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
         "target_ryw_p99_ms": 50,
         "server_peak_rss_mb": server_rss,
         "client_peak_rss_mb": peak_rss_mb(),
+        "transactional": transactional,
         "machine": machine(),
     }
-    print(f"writes: {n:,} commands end to end (command -> event -> visible in the projection)")
+    how = f"{broker_kind()} broker" + (", transactional decider" if transactional else "")
+    print(
+        f"writes: {n:,} commands end to end (command -> event -> visible in the projection), {how}"
+    )
     print(f"  saturation          {rate:>10,.0f} commands/s  (target >= 2,000/s)")
     print(
         f"  read-your-writes @100/s  p50 {figures['ryw_p50_ms']} ms, p99 {figures['ryw_p99_ms']} "
@@ -250,9 +290,11 @@ async def main_async(n: int, ryw_seconds: float, out: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        bs, data_dir, first, count, models, start_at = sys.argv[2:8]
+        bs, prefix, data_dir, first, count, models, start_at = sys.argv[2:9]
         asyncio.run(
-            client_process(bs, Path(data_dir), int(first), int(count), int(models), float(start_at))
+            client_process(
+                bs, prefix, Path(data_dir), int(first), int(count), int(models), float(start_at)
+            )
         )
         return
     ap = argparse.ArgumentParser(
@@ -260,10 +302,23 @@ def main() -> None:
     )
     ap.add_argument("--commands", type=int, default=20_000)
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
-    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "writes.json")
+    ap.add_argument(
+        "--json", type=Path, help="default: bench/results/writes[.transactional][.kafka].json"
+    )
+    ap.add_argument(
+        "--transactional",
+        action="store_true",
+        help="a transactional decider (Apache Kafka only), to measure what it costs",
+    )
+    add_broker_option(ap)
     args = ap.parse_args()
+    use_broker(args)
+    if args.transactional and broker_kind() == "embedded":
+        ap.error("--transactional needs Apache Kafka: the embedded broker has no transactions")
+    name = "writes.transactional" if args.transactional else "writes"
+    out = args.json or results_path(name)
     n, ryw = (1000, 2.0) if args.quick else (args.commands, 20.0)
-    asyncio.run(main_async(n, ryw, args.json))
+    asyncio.run(main_async(n, ryw, out, args.transactional))
 
 
 if __name__ == "__main__":
