@@ -50,7 +50,7 @@ from registry.core.messages import (
 )
 from registry.core.replay import RecordLike, fold_records
 from registry.core.rules import decide
-from registry.core.secrets import find_secret
+from registry.core.secrets import find_secret, looks_secret
 from registry.core.state import Change, Fact, RegistryState
 from registry.decider.gate import Gate, Signed, id_of, id_of_bytes
 from registry.infra.journal import EventJournal, JournalRecord
@@ -473,10 +473,16 @@ class Decider:
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], code: RejectionCode, reason: str
     ) -> CommandReply | None:
-        """Copy ``record`` to the DLQ with ``reason``; a rejection reply when its id is readable."""
+        """Copy ``record`` to the DLQ with ``reason``; a rejection reply when its id is readable.
+
+        A record that looks like it holds a secret is dead-lettered as a reference without
+        its bytes: a secret never reaches one more topic, readable or not."""
         assert self._producer is not None
         self.stats.dead_lettered += 1
-        await send_to_dlq(self._producer, record, reason)
+        excerpt = self.limits.dlq_excerpt_bytes
+        if looks_secret((record.value or b"").decode("utf-8", "replace")):
+            excerpt, reason = 0, f"{reason}; its bytes are withheld: they look like a secret"
+        await send_to_dlq(self._producer, record, reason, excerpt_bytes=excerpt)
         return self._rejection_reply(id_of_bytes(record.value), None, Rejection(code, reason))
 
     async def _refuse_unread(

@@ -97,3 +97,28 @@ async def test_the_decider_refuses_every_leak_and_echoes_none(
     for secret in [*FAKE.values(), "hunter2", "abc123", "AbC%2Bd", "p4ss"]:
         assert not any(secret.encode() in v for v in stored), secret
         assert not any(secret in line for line in lines), secret
+
+
+async def test_an_unreadable_command_holding_a_secret_is_dead_lettered_without_its_bytes(
+    decider: Decider, settings: Settings
+) -> None:
+    secret = FAKE["github"]
+    value = b'{"id": "broken-1", "type": "RegisterModel", "payload": {"note": "' + secret.encode()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            settings.topic("registry.commands"), value, key=b"m", headers=signed(settings, value)
+        )
+    finally:
+        await producer.stop()
+
+    async def dead() -> list[Any] | None:
+        return await read_topic(settings, "registry.commands.dlq") or None
+
+    (letter,) = await eventually(dead, what="the dead letter")
+    headers = dict(letter.headers)
+    assert headers["dlq.form"] == b"reference"
+    assert b"withheld" in headers["dlq.reason"]
+    assert secret.encode() not in letter.value
+    assert all(secret.encode() not in v for v in headers.values())

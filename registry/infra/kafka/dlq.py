@@ -203,7 +203,7 @@ async def _write_reference(
     excerpt = value[:excerpt_bytes]
     marker = (
         f"DLQ-REFERENCE: excerpt of the first {len(excerpt)} of {len(value)} bytes "
-        f"(the record is too large to copy whole; it is at {record.topic}"
+        f"(the record is not copied whole: see dlq.reason; it is at {record.topic}"
         f"[{record.partition}]@{record.offset})\n"
     ).encode()
     headers = _dlq_headers(record, reason, size, b"reference")
