@@ -132,6 +132,7 @@ class Decider:
         self._replies = settings.topic("registry.replies")
         self._state = _State()
         self._positions: dict[int, int] = {}
+        self._dead_letters: list[asyncio.Task[Any]] = []
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._crash_after_append = config.crash_after_append
@@ -275,6 +276,8 @@ class Decider:
                 in_batch.add(sent[0].id)
         # Wait for every append (acks=all) before replying: a reply promises durability.
         replies += await self._appended(state, pending)
+        letters, self._dead_letters = self._dead_letters, []
+        await asyncio.gather(*letters)  # every dead letter written (or counted failed) first
         for command in repeated:
             self.stats.duplicates += 1
             replies.append(self._duplicate_reply(command, state))
@@ -482,7 +485,10 @@ class Decider:
         excerpt = self.limits.dlq_excerpt_bytes
         if looks_secret((record.value or b"").decode("utf-8", "replace")):
             excerpt, reason = 0, f"{reason}; its bytes are withheld: they look like a secret"
-        await send_to_dlq(self._producer, record, reason, excerpt_bytes=excerpt)
+        # written while the batch goes on; awaited before the batch's offsets are committed
+        self._dead_letters.append(
+            asyncio.create_task(send_to_dlq(self._producer, record, reason, excerpt_bytes=excerpt))
+        )
         return self._rejection_reply(id_of_bytes(record.value), None, Rejection(code, reason))
 
     async def _refuse_unread(

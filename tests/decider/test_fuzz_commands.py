@@ -109,6 +109,6 @@ async def test_mutated_commands_are_each_accounted_for(
     assert sum(counts.values()) == N
     assert counts["dead-lettered"] > 0  # the fuzz reached both outcomes
     assert counts["rejected"] > 0
-    assert served_in < 20  # behind 1,500 records, most of them dead letters written one by one
+    assert served_in < 10  # behind 1,500 records, most of them dead letters
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
     assert grown_mb < 400, f"memory grew by {grown_mb:.0f} MB"
