@@ -35,7 +35,7 @@ from tests.helpers import eventually, read_topic
 from tests.mutations import KINDS, mutations
 
 N = 2000
-RSS_BOUND_MB = 300
+RSS_BOUND_MB = 150
 PROBE_WITHIN_S = 5.0
 CONFIG = PredictorSettings(
     assignment="all", provider_backoff_s=0.001, provider_retries=1, provider_timeout_s=2.0
