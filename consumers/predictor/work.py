@@ -14,7 +14,7 @@ from registry.core.predictions import PredictionRequest
 from registry.core.state import ModelState
 
 if TYPE_CHECKING:
-    from consumers.predictor.delivery import PartitionWindow
+    from consumers.predictor.offsets import PartitionWindow
 
 __all__ = ["Work"]
 
