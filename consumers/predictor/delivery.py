@@ -2,8 +2,9 @@
 
 Requests finish out of order (each model has its own lane), so commits follow an
 ``OffsetTracker`` (``consumers.predictor.offsets``): every fetched record holds a ``Slot`` in
-its partition's window until it is finished - its result acknowledged (acks=all), its dead letter written (or given up on,
-counted as ``dlq_failed``), or, for a duplicate, its original's result acknowledged. The
+its partition's window until it is finished - its result acknowledged (acks=all), its dead
+letter written (or given up on, counted as ``dlq_failed``), or, for a duplicate, its
+original's result acknowledged. The
 position committed for a partition is its first unfinished offset, so a crash at any point
 loses nothing: whatever was not finished is fetched and answered again (with the same answer
 and result id), and nothing finished before the committed position is.
