@@ -72,15 +72,6 @@ __all__ = ["PredictionConsumer", "PredictorStats"]
 
 log = logging.getLogger(__name__)
 
-LANE_GROUPS = 4
-"""Concurrent ``predict_batch`` calls per model (each of up to ``max_batch`` requests)."""
-LANE_MAX_WAIT_S = 0.5
-"""How long a full lane may hold the fetch loop: once its oldest request has waited this
-long, the lane is stalled and its further requests are answered as overloaded at once."""
-DRAIN_TIMEOUT_S = 10.0
-"""At shutdown, how long the requests in hand may take to be answered (the rest are
-answered again after the restart)."""
-
 
 @dataclass
 class PredictorStats:
@@ -125,7 +116,8 @@ class PredictionConsumer:
 
     ``lane_capacity`` (default ``max_batch``), ``lane_groups`` and ``lane_max_wait_s`` shape
     each model's bulkhead (``consumers.predictor.lanes``); ``drain_timeout_s`` bounds the
-    wait for the requests in hand at shutdown.
+    wait for the requests in hand at shutdown. Each defaults to the predictor's settings
+    (``REGISTRY_PREDICTOR_LANE_*``, ``REGISTRY_PREDICTOR_DRAIN_TIMEOUT_S``).
     """
 
     def __init__(
@@ -137,9 +129,9 @@ class PredictionConsumer:
         factory: ProviderFactory | None = None,
         router: ChampionChallengerRouter | None = None,
         lane_capacity: int | None = None,
-        lane_groups: int = LANE_GROUPS,
-        lane_max_wait_s: float = LANE_MAX_WAIT_S,
-        drain_timeout_s: float = DRAIN_TIMEOUT_S,
+        lane_groups: int | None = None,
+        lane_max_wait_s: float | None = None,
+        drain_timeout_s: float | None = None,
     ) -> None:
         config = config or settings.predictor
         if mock_fallback:
@@ -165,12 +157,16 @@ class PredictionConsumer:
         )
         self.requests_topic = settings.topic("predictions.requests")
         self.results_topic = settings.topic("predictions.results")
-        self.lane_max_wait_s = lane_max_wait_s
-        self.drain_timeout_s = drain_timeout_s
+        self.lane_max_wait_s = (
+            config.lane_max_wait_s if lane_max_wait_s is None else lane_max_wait_s
+        )
+        self.drain_timeout_s = (
+            config.drain_timeout_s if drain_timeout_s is None else drain_timeout_s
+        )
         self.lanes = Lanes(
             self._run_group,
-            capacity=lane_capacity or config.max_batch,
-            groups=lane_groups,
+            capacity=lane_capacity or config.lane_capacity or config.max_batch,
+            groups=lane_groups or config.lane_groups,
             max_group=config.max_batch,
         )
         self.tracker = OffsetTracker(config.max_batch * (config.max_in_flight + 1))

@@ -143,6 +143,13 @@ class PredictorSettings:
     session_timeout_ms: int = 10_000
     warm_up_timeout_s: float = 30.0
     tune_gc: bool = True
+    # Bulkheads (consumers.predictor.lanes): each model's queue (None: max_batch), its
+    # concurrent provider calls, how long a full lane may hold the fetch loop before its
+    # extra requests are answered "overloaded", and the wait for work in hand at shutdown.
+    lane_capacity: int | None = None
+    lane_groups: int = 4
+    lane_max_wait_s: float = 0.5
+    drain_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.assignment not in {None, "group", "all"}:
