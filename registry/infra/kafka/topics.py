@@ -6,12 +6,13 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from registry.core.errors import BrokerUnavailable
-from registry.infra.settings import Settings
+from registry.infra.settings import Settings, SettingsError
 
 __all__ = ["MAX_RECORD_BYTES", "TOPICS", "TopicSpec", "cluster_id", "ensure_topics"]
 
@@ -57,7 +58,8 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
     """Create the missing topics (idempotent); returns the names created.
 
     Raises:
-        BrokerUnavailable: the cluster could not be reached.
+        BrokerUnavailable: the cluster could not be reached, or refused a topic.
+        SettingsError: the cluster refused a topic for its partitions, replication or config.
     """
     async with _admin(settings) as admin:
         existing = set(await admin.list_topics())
@@ -74,12 +76,43 @@ async def ensure_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPIC
             for spec in specs
             if settings.topic(spec.name) not in existing
         ]
-        if new:
-            # a concurrent creator may win the race; the topic is there either way
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(new)
-            log.info("created topics %s", [t.name for t in new])
-        return [t.name for t in new]
+        if not new:
+            return []
+        try:
+            response = await admin.create_topics(new)
+        except TopicAlreadyExistsError:  # an older client raises it for the whole request
+            return []
+        created = _created(settings, response.topic_errors)
+        if created:
+            log.info("created topics %s", created)
+        return created
+
+
+# The broker refused a topic for what it was asked (partitions, replication, a config).
+_INVALID = {37, 38, 39, 40}  # InvalidPartitions, InvalidReplicationFactor, ...Assignment, ...Config
+
+
+def _created(settings: Settings, answers: list[tuple[Any, ...]]) -> list[str]:
+    """The topics the broker created, from its per-topic answers. A topic that already
+    exists (a concurrent creator won the race, or the broker's metadata had not shown it
+    yet) is not created, and is fine; any other refusal raises, naming the topic."""
+    created, refused, invalid = [], [], False
+    for topic, code, *rest in answers:
+        if code == 0:
+            created.append(topic)
+        elif code != TopicAlreadyExistsError.errno:
+            why = f"{for_code(code).__name__}" + (f" ({rest[0]})" if rest and rest[0] else "")
+            refused.append(f"{topic}: {why}")
+            invalid = invalid or code in _INVALID
+    if refused:
+        what = f"Kafka at {settings.bootstrap_servers} refused to create " + "; ".join(refused)
+        if invalid:
+            raise SettingsError(
+                f"{what}. Check REGISTRY_REPLICATION_FACTOR ({settings.replication_factor}) "
+                f"and REGISTRY_PREDICTION_PARTITIONS ({settings.prediction_partitions})."
+            )
+        raise BrokerUnavailable(what)
+    return created
 
 
 async def cluster_id(settings: Settings) -> str | None:
