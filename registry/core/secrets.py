@@ -57,9 +57,21 @@ _SECRET_NAMES = frozenset(
 )
 
 
+# Every pattern above needs one of these in the text: a cheap test first (Python's ``re``
+# tries each alternative at each position; most text holds none of these).
+_NEEDLES = (
+    "=", "@", "sk-", "AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "AIza", "ghp_", "gho_",
+    "ghu_", "ghs_", "ghr_", "github_pat_",
+    "xox", "hf_", "eyJ", "PRIVATE KEY",
+)  # fmt: skip
+
+
 def looks_secret(text: str) -> bool:
     """Does ``text`` hold a well-known secret format?"""
-    return SECRET_VALUE.search(text) is not None
+    for needle in _NEEDLES:
+        if needle in text:
+            return SECRET_VALUE.search(text) is not None
+    return False
 
 
 def _secret_key(key: str) -> bool:
@@ -79,10 +91,41 @@ def safe_path(*segments: object) -> str:
     return out or "message"
 
 
+def _strings(value: Any, out: list[str], under_key: bool) -> bool:
+    """Collect every string (keys too) of ``value`` into ``out``; True when a string sits
+    under a secret-looking key without being a reference (then only the walk can tell)."""
+    if isinstance(value, str):
+        out.append(value)
+        return under_key and not is_secret_reference(value)
+    suspect = False
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            name = str(key)
+            out.append(name)
+            plain = name in NON_SECRET_SETTING_KEYS or name in NON_SECRET_CREDENTIAL_KEYS
+            suspect = (
+                _strings(inner, out, not plain and (under_key or _secret_key(name))) or suspect
+            )
+    elif isinstance(value, list):
+        for inner in value:
+            suspect = _strings(inner, out, under_key) or suspect
+    return suspect
+
+
 def find_secret(value: Any, path: tuple[object, ...] = (), under_key: bool = False) -> str | None:
     """The (masked) path of the first raw secret in ``value`` (a decoded JSON message), or
     ``None``. A string is a secret when it has a well-known secret format, or when it sits
-    (at any depth) under a secret-looking key and is not a reference (``env:``/``file:``)."""
+    (at any depth) under a secret-looking key and is not a reference (``env:``/``file:``).
+
+    The common answer, none, costs one regex pass over all the strings joined by ``;`` (a
+    separator no pattern can lose a match to); only a hit walks the message for its path."""
+    texts: list[str] = []
+    if not _strings(value, texts, under_key) and not looks_secret(";".join(texts)):
+        return None
+    return _walk(value, path, under_key)
+
+
+def _walk(value: Any, path: tuple[object, ...], under_key: bool) -> str | None:
     if isinstance(value, str):
         if looks_secret(value) or (under_key and not is_secret_reference(value)):
             return safe_path(*path)
@@ -93,12 +136,12 @@ def find_secret(value: Any, path: tuple[object, ...] = (), under_key: bool = Fal
                 return safe_path(*path, key)
             name = str(key)
             plain = name in NON_SECRET_SETTING_KEYS or name in NON_SECRET_CREDENTIAL_KEYS
-            found = find_secret(inner, (*path, key), not plain and (under_key or _secret_key(name)))
+            found = _walk(inner, (*path, key), not plain and (under_key or _secret_key(name)))
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, inner in enumerate(value):
-            found = find_secret(inner, (*path, i), under_key)
+            found = _walk(inner, (*path, i), under_key)
             if found is not None:
                 return found
     return None
