@@ -63,6 +63,7 @@ from registry.infra.kafka.clients import (
 )
 from registry.infra.kafka.dlq import send_to_dlq
 from registry.infra.kafka.follower import Batch, LogBadRecords, LogFollower
+from registry.infra.kafka.traits import broker_traits
 from registry.infra.settings import Settings
 
 __all__ = ["Decider", "DeciderStats", "RegistryTopicLayout"]
@@ -148,9 +149,13 @@ class Decider:
         offset."""
         s = self.settings
         self.gate.actors.current()  # no actors file: refuse to start, saying what to do
-        producer_kwargs = {}
+        producer_kwargs: dict[str, Any] = {}
         if s.decider.transactional:
             producer_kwargs["transactional_id"] = f"{s.topic_prefix}registry-decider"
+        elif (traits := await broker_traits(s)) is not None and traits.kafka:
+            # A produce retried across a leader change would otherwise append its events
+            # twice (tests/kafka/test_failover.py); the embedded broker has no idempotence.
+            producer_kwargs["enable_idempotence"] = True
         self._producer = make_producer(s, **producer_kwargs)
         self._consumer = make_consumer(
             s, group_id=f"{s.topic_prefix}registry-decider", max_poll_records=self.batch_size
