@@ -244,14 +244,17 @@ class AuthSettings:
 @dataclass(frozen=True)
 class LimitSettings:
     """Bounds at the edge (``REGISTRY_LIMITS_*``): a record over a limit is refused with a
-    typed reason before it is decoded (docs/security.md)."""
+    typed reason before it is decoded (docs/security.md#bounds-at-the-edge).
+
+    ``registry.events`` has none on purpose: only the decider writes it, from bounded
+    commands, and a reader must never refuse history by a limit set later; a stray record
+    of any size or depth is caught by the fold as unreadable."""
 
     ENV: ClassVar[str] = "REGISTRY_LIMITS_"
 
     command_bytes: int = 256 * 1024
     request_bytes: int = 256 * 1024
     outcome_bytes: int = 64 * 1024
-    event_bytes: int = 1024 * 1024
     json_depth: int = 32
     """Deepest nesting of objects and arrays accepted in any input."""
     dlq_excerpt_bytes: int = 64 * 1024
