@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from registry.core import codec
 from registry.core.messages import EventBase
 from registry.infra.kafka.follower import Batch, LogFollower
 from registry.infra.settings import Settings
+
+if TYPE_CHECKING:
+    from registry.decider.decider import Decider
 
 T = TypeVar("T")
 
@@ -84,3 +88,20 @@ def signed(settings: Settings, value: bytes) -> list[tuple[str, bytes]]:
     from registry.infra.identity import load_identity
 
     return load_identity(settings.identity_file).headers(value)
+
+
+@contextlib.asynccontextmanager
+async def running_decider(settings: Settings) -> AsyncIterator[Decider]:
+    """A decider running in the background for the block, stopped (and awaited) after it."""
+    from registry.decider.decider import Decider
+
+    decider = Decider(settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(decider.run(stop))
+    await asyncio.wait_for(decider.ready.wait(), 60)
+    try:
+        yield decider
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)

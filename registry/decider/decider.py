@@ -148,7 +148,7 @@ class Decider:
         """Connect, check the topics, rebuild the state from the log, seek to the committed
         offset."""
         s = self.settings
-        self.gate.actors.current()  # no actors file: refuse to start, saying what to do
+        self.gate.refresh()  # no actors file: refuse to start, saying what to do
         producer_kwargs: dict[str, Any] = {}
         if s.decider.transactional:
             producer_kwargs["transactional_id"] = f"{s.topic_prefix}registry-decider"
@@ -265,6 +265,7 @@ class Decider:
     ) -> None:
         assert self._producer is not None
         state = self._state
+        self.gate.refresh()  # an edited actors file counts from the next batch on
         if self.settings.decider.transactional:
             await self._producer.begin_transaction()
         replies: list[CommandReply] = []

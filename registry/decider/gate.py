@@ -19,6 +19,7 @@ from registry.core.auth import (
     SIGNATURE_HEADER,
     SIGNER_HEADER,
     Actor,
+    Actors,
     authorize,
     command_digest,
     four_eyes,
@@ -49,6 +50,19 @@ class Gate:
         self.settings = settings
         self.actors = ActorsFile(settings.actors_file)
         self.four_eyes = settings.auth.four_eyes
+        self._current: Actors | None = None
+
+    def refresh(self) -> Actors:
+        """Re-read the actors file if it changed (once per batch: not a stat per record).
+
+        Raises ``IdentityError`` when there never was a readable file."""
+        self._current = self.actors.current()
+        return self._current
+
+    @property
+    def current(self) -> Actors:
+        """The actors as of the last ``refresh``."""
+        return self._current if self._current is not None else self.refresh()
 
     def verify(self, record: ConsumerRecord[bytes, bytes]) -> Signed | Rejection:
         """The record's signer, when its signature over the exact value bytes checks out."""
@@ -64,7 +78,7 @@ class Gate:
                 "unsigned command: every command carries 'signer' and 'signature' headers "
                 "(docs/security.md#actors)",
             )
-        actor = self.actors.current().get(signer_name)
+        actor = self.current.get(signer_name)
         digest = command_digest(record.value or b"")
         if actor is None or not signature_valid(actor, digest, signature):
             # One message for both: the reply does not tell which actor names exist.
@@ -77,7 +91,7 @@ class Gate:
     def refusal(self, command: CommandBase, signed: Signed, author: str | None) -> Rejection | None:
         """Why the signer may not send ``command`` (roles, four eyes against ``author``, who
         registered or released the model's current version; code not granted)."""
-        refused = authorize(command, signed.signer, self.actors.current())
+        refused = authorize(command, signed.signer, self.current)
         if refused is None and self.four_eyes:
             refused = four_eyes(command, author)
         return refused or self._code_not_granted(command)

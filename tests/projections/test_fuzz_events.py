@@ -4,10 +4,7 @@ believe none, account for each, and go on with the honest events after them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -16,31 +13,17 @@ from model_registry.client import ModelRegistry
 from projections import Projector
 from projections.schema import projection_path
 from registry.core.types import Metrics, Status
-from registry.decider.decider import Decider
 from registry.infra.settings import Settings
-from tests.helpers import model_config, read_topic
+from tests.helpers import model_config, read_topic, running_decider
 from tests.mutations import mutations
 
 N = 1500
 
 
-@contextlib.asynccontextmanager
-async def _decider(settings: Settings) -> AsyncIterator[Decider]:
-    d = Decider(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    await asyncio.wait_for(d.ready.wait(), 60)
-    try:
-        yield d
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
 async def test_mutated_events_are_never_believed_and_never_stop_a_reader(
     settings: Settings,
 ) -> None:
-    async with _decider(settings), ModelRegistry(settings) as reg:
+    async with running_decider(settings), ModelRegistry(settings) as reg:
         await reg.register(model_config("a"))
         await reg.update_status("a", Status.TESTING)
         await reg.record_metrics("a", Metrics(accuracy=90))
@@ -57,7 +40,7 @@ async def test_mutated_events_are_never_believed_and_never_stop_a_reader(
     finally:
         await producer.stop()
     # the decider rebuilds through the fuzz and continues the chain from the last honest event
-    async with _decider(settings) as decider, ModelRegistry(settings) as reg:
+    async with running_decider(settings) as decider, ModelRegistry(settings) as reg:
         assert decider.stats.skipped_events == N
         await reg.update_status("a", Status.ACTIVE)
         await reg.record_metrics("b", Metrics(accuracy=70))

@@ -8,9 +8,8 @@ in a *copy* of it (a fresh topic prefix), as someone with write access to the to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,32 +25,18 @@ from projections.verify import verify_log
 from registry.core.auth import Actors
 from registry.core.chain import record_hash
 from registry.core.types import Metrics, Status
-from registry.decider.decider import Decider
 from registry.infra.identity import ActorsFile, create_identity, load_identity
 from registry.infra.kafka.topics import ensure_topics
 from registry.infra.settings import Settings
-from tests.helpers import model_config, read_topic
+from tests.helpers import model_config, read_topic, running_decider
 
 Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]
-
-
-@contextlib.asynccontextmanager
-async def _decider(settings: Settings) -> AsyncIterator[None]:
-    d = Decider(settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(d.run(stop))
-    await asyncio.wait_for(d.ready.wait(), 20)
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture
 async def honest(settings: Settings) -> list[Record]:
     """Eight events written by the decider from signed commands."""
-    async with _decider(settings), ModelRegistry(settings) as reg:
+    async with running_decider(settings), ModelRegistry(settings) as reg:
         await reg.register(model_config("a"))
         await reg.register(model_config("b"))
         await reg.update_status("a", Status.TESTING)
