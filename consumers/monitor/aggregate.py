@@ -3,11 +3,19 @@
 A batch of records becomes a ``Delta``: sums keyed by test, variant, model and minute, which
 the store adds to its tables in one transaction and the metrics endpoint adds to its totals.
 Everything here is a sum, so deltas merge by addition in any order.
+
+Honest counting: a result a variant's model did not answer itself is not that model's answer.
+A challenger result with ``fallback: champion`` (the challenger failed, the champion answered)
+is an error of the challenger (coded by the start of ``fallback_reason``), its latency goes to
+the all-requests histogram only (never to the variant's answers), and its outcome is counted
+as ``fallback_outcomes``, never scored for either variant. Sums are keyed by the variant string
+as it comes, so a ``shadow`` variant keeps sums of its own and never mixes into another.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -22,6 +30,7 @@ __all__ = [
     "ResultRow",
     "Unstorable",
     "VariantKey",
+    "fallback_code",
     "minute_of",
 ]
 
@@ -31,8 +40,29 @@ MinuteKey = tuple[str, str, int, str, int]
 """(test_id or "", variant, split_version or 0, model_id, epoch minute)."""
 
 # Column order of the running sums kept per key (mirrors the table columns).
-MINUTE_COLUMNS = ("requests", "errors", "fallbacks", "cache_hits", "latency_sum_ms")
-QUALITY_COLUMNS = ("scored", "correct", "numeric_n", "abs_err_sum", "sq_err_sum", "unscorable")
+MINUTE_COLUMNS = (
+    "requests",
+    "errors",
+    "fallbacks",
+    "cache_hits",
+    "latency_sum_ms",
+    "answers",
+    "answer_latency_sum_ms",
+    "answer_latency_sq_sum",
+)
+QUALITY_COLUMNS = (
+    "scored",
+    "correct",
+    "numeric_n",
+    "abs_err_sum",
+    "sq_err_sum",
+    "unscorable",
+    "fallback_outcomes",
+)
+
+FALLBACK_CODE = "FALLBACK"
+"""Error code of a fallback answer whose ``fallback_reason`` names no code."""
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -53,6 +83,13 @@ def _storable(value: Scalar | None) -> bool:
     if isinstance(value, int):
         return _INT64[0] <= value <= _INT64[1]
     return math.isfinite(value)
+
+
+def fallback_code(reason: str | None) -> str:
+    """The error code at the start of a ``fallback_reason`` (``"PROVIDER_TIMEOUT: ..."`` ->
+    ``PROVIDER_TIMEOUT``); ``FALLBACK`` when the reason does not start with one."""
+    head = (reason or "").split(":", 1)[0].strip()
+    return head if _CODE.fullmatch(head) else FALLBACK_CODE
 
 
 def minute_of(result: PredictionResult) -> int:
@@ -76,6 +113,14 @@ class ResultRow:
     fallback: bool
     cached: bool
     predicted: Scalar | None
+    fallback_answer: bool = False
+    """The variant's model failed and another (the champion) answered in its place: counted
+    as an error of this variant, its latency not as an answer, its outcome never scored."""
+
+    @property
+    def answered(self) -> bool:
+        """The variant's own model gave this answer (no error, no fallback of any kind)."""
+        return self.error_code is None and not self.fallback
 
     @classmethod
     def of(cls, r: PredictionResult) -> ResultRow:
@@ -85,8 +130,18 @@ class ResultRow:
             raise Unstorable("latency_ms is not a finite number")
         if r.split_version is not None and not _storable(r.split_version):
             raise Unstorable("split_version is out of range")
+        # A champion's answer under another variant's tag (the challenger failed) is that
+        # variant's error, coded by the reason's code: never its answer, never scored.
+        fallback_answer = r.fallback == "champion"
+        error_code = (
+            r.error.code
+            if r.error is not None
+            else fallback_code(r.fallback_reason)
+            if fallback_answer
+            else None
+        )
         predicted = (
-            None if r.error is not None or r.fallback == "mock" else predicted_value(r.output)
+            None if r.error is not None or r.fallback is not None else predicted_value(r.output)
         )
         if not _storable(predicted):
             predicted = None  # a number no metric can use: the prediction is unscorable
@@ -99,11 +154,12 @@ class ResultRow:
             split_version=r.split_version or 0,
             minute=minute_of(r),
             latency_ms=r.latency_ms,
-            error_code=r.error.code if r.error is not None else None,
+            error_code=error_code,
             fallback=r.fallback is not None,
             cached=r.cached,
             # A mock (the development fallback) is not the model's answer: nothing to score.
             predicted=predicted,
+            fallback_answer=fallback_answer,
         )
 
     @property
@@ -131,16 +187,21 @@ class Delta:
     """Sums to add: traffic per minute, latency buckets, error codes, quality, labels."""
 
     minute: defaultdict[MinuteKey, list[float]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0, 0.0])
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0, 0.0, 0, 0.0, 0.0])
     )
     latency: defaultdict[tuple[VariantKey, int], int] = field(
         default_factory=lambda: defaultdict(int)
     )
+    """Latency buckets of every result (errors and fallbacks included: what callers waited)."""
+    answer_latency: defaultdict[tuple[VariantKey, int], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
+    """Latency buckets of the answers the variant's own model gave."""
     errors: defaultdict[tuple[VariantKey, str], int] = field(
         default_factory=lambda: defaultdict(int)
     )
     quality: defaultdict[VariantKey, list[float]] = field(
-        default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0.0, 0.0, 0])
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0.0, 0.0, 0, 0])
     )
     labels: defaultdict[tuple[VariantKey, str], list[int]] = field(
         default_factory=lambda: defaultdict(lambda: [0, 0, 0])
@@ -156,7 +217,17 @@ class Delta:
         sums[2] += row.fallback
         sums[3] += row.cached
         sums[4] += row.latency_ms
-        self.latency[(row.key, bucket_of(row.latency_ms))] += 1
+        bucket = bucket_of(row.latency_ms)
+        self.latency[(row.key, bucket)] += 1
+        if row.answered:
+            sums[5] += 1
+            sums[6] += row.latency_ms
+            sums[7] += row.latency_ms * row.latency_ms
+            self.answer_latency[(row.key, bucket)] += 1
+
+    def add_fallback_outcome(self, key: VariantKey) -> None:
+        """Count one joined outcome of a fallback answer (excluded from every quality sum)."""
+        self.quality[key][6] += 1
 
     def add_score(self, key: VariantKey, s: Score | None) -> None:
         """Count one joined outcome (``None``: it could not be scored)."""

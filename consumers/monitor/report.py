@@ -5,6 +5,15 @@ the running one first, else the latest) and compares its two variants: traffic s
 the configured split with a sample-ratio-mismatch test, error rate and quality with 95%
 intervals on the difference, latency percentiles, and a verdict with the numbers behind it.
 The same figures (with Wald intervals) are in the ``ab_comparison`` SQL view.
+
+Each difference has two intervals: ``sequential`` (an always-valid confidence sequence, see
+``consumers.monitor.sequential``: valid however often the report is looked at) and
+``fixed_horizon`` (Newcombe / Welch: valid only for one look at a sample size planned in
+advance). The verdict is decided by the sequential ones.
+
+Honest counting (``consumers.monitor.aggregate``): a challenger's request the champion answered
+(``fallback: champion``) is a challenger error, never scored; ``latency_ms`` are percentiles
+of the answers the variant's own model gave, ``latency_all_ms`` of every request.
 """
 
 from __future__ import annotations
@@ -12,12 +21,20 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, Literal
 
 from consumers.monitor.errors import TestNotFound
 from consumers.monitor.latency import percentiles
 from consumers.monitor.schema import ensure_math
 from consumers.monitor.scoring import kind_of
+from consumers.monitor.sequential import (
+    DEFAULT_ALPHA,
+    DEFAULT_TUNE_N,
+    diff_means_cs,
+    diff_proportions_cs,
+    srm_sequential_p_value,
+)
 from consumers.monitor.significance import Interval, SrmResult, newcombe_diff, srm_test, welch_diff
 
 __all__ = [
@@ -38,7 +55,16 @@ VARIANTS = ("champion", "challenger")
 
 @dataclass(frozen=True, slots=True)
 class VariantStats:
-    """One arm of the test."""
+    """One arm of the test.
+
+    ``errors`` include the requests another model answered in this arm's place (``fallbacks``
+    of the challenger); ``fallback_outcomes`` counts the outcomes of such answers, excluded
+    from every quality figure. ``latency_ms`` / ``mean_latency_ms`` / ``latency_variance``
+    describe the ``answers`` the arm's own model gave (a challenger that fails every request
+    has none, so it can never look fast); ``latency_all_ms`` / ``mean_latency_all_ms`` every
+    request, end to end (a fallback's time includes the failed attempt). The ``*_buckets``
+    are the latency histograms as (bucket, count) pairs (``consumers.monitor.latency``).
+    """
 
     variant: str
     model_id: str
@@ -51,8 +77,15 @@ class VariantStats:
     cache_hits: int = 0
     mean_latency_ms: float | None = None
     latency_ms: dict[str, float | None] = field(default_factory=dict)
+    answers: int = 0
+    latency_variance: float | None = None
+    mean_latency_all_ms: float | None = None
+    latency_all_ms: dict[str, float | None] = field(default_factory=dict)
+    latency_buckets: tuple[tuple[int, int], ...] = ()
+    latency_all_buckets: tuple[tuple[int, int], ...] = ()
     scored: int = 0
     unscorable: int = 0
+    fallback_outcomes: int = 0
     accuracy: float | None = None
     precision: float | None = None
     recall: float | None = None
@@ -64,7 +97,12 @@ class VariantStats:
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
-    """Challenger minus champion on one metric, with a 95% interval and what it shows."""
+    """Challenger minus champion on one metric, with two intervals and what they show.
+
+    ``sequential`` is an always-valid confidence sequence (valid at every look; it decides
+    ``finding`` and the verdict); ``difference`` (also ``fixed_horizon``) is the classic
+    interval, valid only for a single look at a sample size planned in advance.
+    """
 
     metric: str
     champion: float | None
@@ -72,31 +110,51 @@ class Comparison:
     difference: Interval | None
     lower_is_better: bool
     enough_data: bool
+    sequential: Interval | None = None
+    level: float = 1 - DEFAULT_ALPHA
 
     @property
-    def finding(self) -> Literal["better", "worse"] | None:
-        """ "better"/"worse" when the interval excludes 0 on enough data, else None."""
-        d = self.difference
+    def fixed_horizon(self) -> Interval | None:
+        """The fixed-horizon interval (Newcombe or Welch): one planned look only."""
+        return self.difference
+
+    def _finding(self, d: Interval | None) -> Literal["better", "worse"] | None:
         if d is None or not self.enough_data or not d.excludes_zero:
             return None
         challenger_higher = d.low > 0
         return "worse" if challenger_higher == self.lower_is_better else "better"
 
+    @property
+    def finding(self) -> Literal["better", "worse"] | None:
+        """ "better"/"worse" when the *sequential* interval excludes 0 on enough data."""
+        return self._finding(self.sequential)
+
+    @property
+    def fixed_horizon_finding(self) -> Literal["better", "worse"] | None:
+        """What the fixed-horizon interval alone would say (not valid under peeking)."""
+        return self._finding(self.difference)
+
     def describe(self) -> str:
-        """E.g. ``error rate 10.00% vs 5.00%: +5.00 pp (95% CI +3.86 to +6.14)``."""
+        """E.g. ``error rate 10.00% (challenger) vs 5.00% (champion): +5.00 pp (sequential 95%
+        CS +2.81 to +7.19; fixed-horizon 95% CI +3.66 to +6.47)``."""
         pct = self.metric in {"error rate", "accuracy"}
 
         def fmt(v: float) -> str:
             return f"{v * 100:.2f}%" if pct else f"{v:.4g}"
 
-        if self.difference is None or self.champion is None or self.challenger is None:
+        d = self.sequential or self.difference
+        if d is None or self.champion is None or self.challenger is None:
             return f"{self.metric}: not enough data"
-        d, scale, unit = self.difference, (100 if pct else 1), (" pp" if pct else "")
+        scale, unit = (100 if pct else 1), (" pp" if pct else "")
+        level = f"{self.level * 100:g}%"
+
+        def span(i: Interval | None) -> str:
+            return "-" if i is None else f"{i.low * scale:+.2f} to {i.high * scale:+.2f}"
+
         return (
             f"{self.metric} {fmt(self.challenger)} (challenger) vs {fmt(self.champion)} "
-            "(champion): "
-            f"{d.estimate * scale:+.2f}{unit} (95% CI {d.low * scale:+.2f} to "
-            f"{d.high * scale:+.2f})"
+            f"(champion): {d.estimate * scale:+.2f}{unit} (sequential {level} CS "
+            f"{span(self.sequential)}; fixed-horizon {level} CI {span(self.difference)})"
         )
 
 
@@ -121,6 +179,12 @@ class ComparisonReport:
     quality: Comparison | None
     verdict: str
     reasons: list[str]
+    latency: Comparison | None = None
+    """Mean latency of the arms' own answers (informational: not part of the verdict)."""
+    srm_sequential_p_value: float | None = None
+    """Anytime-valid SRM p-value (beta-binomial mixture; the guardrails use it)."""
+    alpha: float = DEFAULT_ALPHA
+    sequential_tune_n: int = DEFAULT_TUNE_N
 
     @property
     def running(self) -> bool:
@@ -137,9 +201,13 @@ class ComparisonReport:
                 "champion": c.champion,
                 "challenger": c.challenger,
                 "difference": asdict(c.difference) if c.difference else None,
+                "fixed_horizon": asdict(c.difference) if c.difference else None,
+                "sequential": asdict(c.sequential) if c.sequential else None,
+                "level": c.level,
                 "lower_is_better": c.lower_is_better,
                 "enough_data": c.enough_data,
                 "finding": c.finding,
+                "fixed_horizon_finding": c.fixed_horizon_finding,
             }
 
         out = {
@@ -157,6 +225,9 @@ class ComparisonReport:
                 "observed_challenger_share",
                 "verdict",
                 "reasons",
+                "srm_sequential_p_value",
+                "alpha",
+                "sequential_tune_n",
             )
         }
         out["running"] = self.running
@@ -165,6 +236,7 @@ class ComparisonReport:
         if self.srm and self.srm.chi2 == float("inf"):
             out["srm"]["chi2"] = None
         out["error_rate"], out["quality"] = comp(self.error_rate), comp(self.quality)
+        out["latency"] = comp(self.latency)
         return out
 
 
@@ -209,27 +281,30 @@ def _variant_stats(
 ) -> VariantStats:
     args = (test_id, variant)
     where = "WHERE test_id = ? AND variant = ?"
-    req, err, fb, ch, lat = db.execute(
-        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(fallbacks), "
-        "0), "
-        "COALESCE(SUM(cache_hits), 0), COALESCE(SUM(latency_sum_ms), 0) FROM variant_minute "
-        f"{where}",
+    req, err, fb, ch, lat, answers, ans_sum, ans_sq = db.execute(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), "
+        "COALESCE(SUM(fallbacks), 0), COALESCE(SUM(cache_hits), 0), "
+        "COALESCE(SUM(latency_sum_ms), 0), COALESCE(SUM(answers), 0), "
+        "COALESCE(SUM(answer_latency_sum_ms), 0), COALESCE(SUM(answer_latency_sq_sum), 0) "
+        f"FROM variant_minute {where}",
         args,
     ).fetchone()
-    buckets = dict(
-        db.execute(
-            f"SELECT bucket, SUM(count) FROM variant_latency {where} GROUP BY bucket", args
-        ).fetchall()
-    )
+
+    def histogram(table: str) -> dict[int, int]:
+        sql = f"SELECT bucket, SUM(count) FROM {table} {where} GROUP BY bucket ORDER BY bucket"
+        return dict(db.execute(sql, args).fetchall())
+
+    buckets_all = histogram("variant_latency")
+    buckets = histogram("variant_answer_latency")
     codes = dict(
         db.execute(
             f"SELECT code, SUM(count) FROM variant_errors {where} GROUP BY code", args
         ).fetchall()
     )
-    n, correct, num_n, abs_sum, sq_sum, unscorable = db.execute(
-        f"SELECT COALESCE(SUM(scored), 0), COALESCE(SUM(correct), 0), COALESCE(SUM(numeric_n), 0), "
-        "COALESCE(SUM(abs_err_sum), 0), COALESCE(SUM(sq_err_sum), 0), COALESCE(SUM(unscorable), "
-        "0) "
+    n, correct, num_n, abs_sum, sq_sum, unscorable, fallback_outcomes = db.execute(
+        "SELECT COALESCE(SUM(scored), 0), COALESCE(SUM(correct), 0), COALESCE(SUM(numeric_n), 0), "
+        "COALESCE(SUM(abs_err_sum), 0), COALESCE(SUM(sq_err_sum), 0), "
+        "COALESCE(SUM(unscorable), 0), COALESCE(SUM(fallback_outcomes), 0) "
         f"FROM variant_quality {where}",
         args,
     ).fetchone()
@@ -238,6 +313,7 @@ def _variant_stats(
     ).fetchall()
     precision, recall = _precision_recall(labels)
     mae = abs_sum / num_n if num_n else None
+    mean_answer = ans_sum / answers if answers else None
     return VariantStats(
         variant=variant,
         model_id=model_id,
@@ -248,20 +324,32 @@ def _variant_stats(
         errors_by_code=codes,
         fallbacks=fb,
         cache_hits=ch,
-        mean_latency_ms=lat / req if req else None,
+        mean_latency_ms=mean_answer,
         latency_ms=percentiles(buckets),
+        answers=answers,
+        latency_variance=_variance(answers, mean_answer, ans_sq),
+        mean_latency_all_ms=lat / req if req else None,
+        latency_all_ms=percentiles(buckets_all),
+        latency_buckets=tuple(buckets.items()),
+        latency_all_buckets=tuple(buckets_all.items()),
         scored=n,
         unscorable=unscorable,
+        fallback_outcomes=fallback_outcomes,
         correct=correct,
         accuracy=correct / n if n else None,
         precision=precision,
         recall=recall,
         mae=mae,
         mse=sq_sum / num_n if num_n else None,
-        mae_variance=(sq_sum - num_n * mae * mae) / (num_n - 1)
-        if mae is not None and num_n > 1
-        else None,
+        mae_variance=_variance(num_n, mae, sq_sum),
     )
+
+
+def _variance(n: int, mean: float | None, sq_sum: float) -> float | None:
+    """Sample variance from a count, a mean and a sum of squares (never negative)."""
+    if mean is None or n < 2:
+        return None
+    return max(0.0, (sq_sum - n * mean * mean) / (n - 1))
 
 
 def _precision_recall(labels: list[tuple[str, int, int, int]]) -> tuple[float | None, float | None]:
@@ -277,8 +365,11 @@ def _precision_recall(labels: list[tuple[str, int, int, int]]) -> tuple[float | 
     )
 
 
-def _srm(db: sqlite3.Connection, test: sqlite3.Row) -> tuple[SrmResult | None, float | None]:
-    """The SRM test over every split version, and the challenger share the splits expect."""
+def _srm(
+    db: sqlite3.Connection, test: sqlite3.Row
+) -> tuple[SrmResult | None, float | None, float | None]:
+    """The SRM test over every split version, the challenger share the splits expect, and the
+    anytime-valid SRM p-value."""
     splits = dict(
         db.execute(
             "SELECT split_version, traffic_percentage FROM ab_splits WHERE test_id = ?",
@@ -298,13 +389,26 @@ def _srm(db: sqlite3.Connection, test: sqlite3.Row) -> tuple[SrmResult | None, f
         weights.append((1 - pct, pct))
         expected += (a + b) * pct
         total += a + b
-    return srm_test(observed, weights), (expected / total if total else None)
+    return (
+        srm_test(observed, weights),
+        (expected / total if total else None),
+        srm_sequential_p_value(observed, weights),
+    )
 
 
 def build_report(
-    db_path: Path | str, ref: str, *, min_requests: int = 100, min_scored: int = 30
+    db_path: Path | str,
+    ref: str,
+    *,
+    min_requests: int = 100,
+    min_scored: int = 30,
+    alpha: float = DEFAULT_ALPHA,
+    tune_n: int = DEFAULT_TUNE_N,
 ) -> ComparisonReport:
     """The comparison report of the test ``ref`` names (see ``resolve_test``).
+
+    ``alpha`` is the error level of both kinds of interval (0.05: 95%); ``tune_n`` the sample
+    size (both arms) at which the sequential intervals are tightest (valid at every size).
 
     Raises:
         TestNotFound: no test matches ``ref``.
@@ -323,17 +427,23 @@ def build_report(
         type_row = db.execute(
             "SELECT type FROM models WHERE model_id = ?", (test["champion_model_id"],)
         ).fetchone()
-        srm, expected_share = _srm(db, test)
+        srm, expected_share, srm_seq = _srm(db, test)
     model_type = type_row[0] if type_row else None
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    level = 1 - alpha
+    a, b = champion, challenger
     error_rate = Comparison(
         "error rate",
-        champion.error_rate,
-        challenger.error_rate,
-        newcombe_diff(champion.errors, champion.requests, challenger.errors, challenger.requests),
+        a.error_rate,
+        b.error_rate,
+        newcombe_diff(a.errors, a.requests, b.errors, b.requests, z),
         lower_is_better=True,
-        enough_data=min(champion.requests, challenger.requests) >= min_requests,
+        enough_data=min(a.requests, b.requests) >= min_requests,
+        sequential=diff_proportions_cs(a.errors, a.requests, b.errors, b.requests, alpha, tune_n),
+        level=level,
     )
-    quality = _quality(champion, challenger, model_type, min_scored)
+    quality = _quality(a, b, model_type, min_scored, alpha, tune_n)
+    latency = _latency(a, b, min_requests, alpha, tune_n)
     verdict, reasons = _verdict(
         srm, error_rate, quality, champion, challenger, min_requests, min_scored
     )
@@ -355,11 +465,59 @@ def build_report(
         quality=quality,
         verdict=verdict,
         reasons=reasons,
+        latency=latency,
+        srm_sequential_p_value=srm_seq,
+        alpha=alpha,
+        sequential_tune_n=tune_n,
+    )
+
+
+def _latency(
+    a: VariantStats, b: VariantStats, min_requests: int, alpha: float, tune_n: int
+) -> Comparison | None:
+    """Mean latency of each arm's own answers, challenger minus champion."""
+    if a.mean_latency_ms is None or b.mean_latency_ms is None:
+        return None
+    fixed = seq = None
+    if a.latency_variance is not None and b.latency_variance is not None:
+        fixed = welch_diff(
+            a.answers,
+            a.mean_latency_ms,
+            a.latency_variance,
+            b.answers,
+            b.mean_latency_ms,
+            b.latency_variance,
+            1 - alpha,
+        )
+        seq = diff_means_cs(
+            a.answers,
+            a.mean_latency_ms,
+            a.latency_variance,
+            b.answers,
+            b.mean_latency_ms,
+            b.latency_variance,
+            alpha,
+            tune_n,
+        )
+    return Comparison(
+        "mean latency ms",
+        a.mean_latency_ms,
+        b.mean_latency_ms,
+        fixed,
+        lower_is_better=True,
+        enough_data=min(a.answers, b.answers) >= min_requests,
+        sequential=seq,
+        level=1 - alpha,
     )
 
 
 def _quality(
-    a: VariantStats, b: VariantStats, model_type: str | None, min_scored: int
+    a: VariantStats,
+    b: VariantStats,
+    model_type: str | None,
+    min_scored: int,
+    alpha: float = DEFAULT_ALPHA,
+    tune_n: int = DEFAULT_TUNE_N,
 ) -> Comparison | None:
     if a.scored == 0 and b.scored == 0:
         return None
@@ -368,19 +526,41 @@ def _quality(
     else:  # not registered as far as the monitor knows: labels mean classification
         regression = a.precision is None and b.precision is None and a.mae is not None
     enough = min(a.scored, b.scored) >= min_scored
+    level = 1 - alpha
     if regression:
-        diff = None
+        diff = seq = None
         if (
             a.mae is not None
             and b.mae is not None
             and a.mae_variance is not None
             and b.mae_variance is not None
         ):
-            diff = welch_diff(a.scored, a.mae, a.mae_variance, b.scored, b.mae, b.mae_variance)
-        return Comparison("MAE", a.mae, b.mae, diff, lower_is_better=True, enough_data=enough)
-    diff = newcombe_diff(a.correct, a.scored, b.correct, b.scored)
+            diff = welch_diff(
+                a.scored, a.mae, a.mae_variance, b.scored, b.mae, b.mae_variance, level
+            )
+            seq = diff_means_cs(
+                a.scored, a.mae, a.mae_variance, b.scored, b.mae, b.mae_variance, alpha, tune_n
+            )
+        return Comparison(
+            "MAE",
+            a.mae,
+            b.mae,
+            diff,
+            lower_is_better=True,
+            enough_data=enough,
+            sequential=seq,
+            level=level,
+        )
+    z = NormalDist().inv_cdf(1 - alpha / 2)
     return Comparison(
-        "accuracy", a.accuracy, b.accuracy, diff, lower_is_better=False, enough_data=enough
+        "accuracy",
+        a.accuracy,
+        b.accuracy,
+        newcombe_diff(a.correct, a.scored, b.correct, b.scored, z),
+        lower_is_better=False,
+        enough_data=enough,
+        sequential=diff_proportions_cs(a.correct, a.scored, b.correct, b.scored, alpha, tune_n),
+        level=level,
     )
 
 
@@ -402,10 +582,18 @@ def _verdict(
     comparisons = [c for c in (error_rate, quality) if c is not None]
     worse = [c for c in comparisons if c.finding == "worse"]
     better = [c for c in comparisons if c.finding == "better"]
+    notes = (
+        [
+            f"{b.fallbacks} challenger requests were answered by the champion (fallback): "
+            f"counted as challenger errors, their {b.fallback_outcomes} outcomes not scored"
+        ]
+        if b.fallbacks
+        else []
+    )
     if worse:
-        return VERDICT_WORSE, [c.describe() for c in worse]
+        return VERDICT_WORSE, [c.describe() for c in worse] + notes
     if better:
-        return VERDICT_BETTER, [c.describe() for c in better]
+        return VERDICT_BETTER, [c.describe() for c in better] + notes
     reasons = []
     if min(a.requests, b.requests) < min_requests:
         reasons.append(
@@ -417,8 +605,8 @@ def _verdict(
     elif min(a.scored, b.scored) < min_scored:
         reasons.append(f"scored outcomes {a.scored} / {b.scored}; need {min_scored} each")
     reasons += [
-        f"{c.describe()}: the interval includes 0"
+        f"{c.describe()}: the sequential interval includes 0"
         for c in comparisons
         if c.enough_data and c.finding is None
     ]
-    return VERDICT_WAIT, reasons
+    return VERDICT_WAIT, reasons + notes

@@ -5,8 +5,10 @@ Tables (``test_id`` is ``''`` and ``split_version`` 0 for results outside any A/
 
 - ``variant_minute``: requests, errors, fallbacks, cache hits, latency sum per
   (test, variant, split version, model, minute);
-- ``variant_latency``: latency histogram counts per (test, variant, model, minute, bucket),
-  with ``latency_buckets`` giving each bucket's bounds in ms;
+- ``variant_latency``: latency histogram counts of every result per (test, variant, model,
+  minute, bucket), with ``latency_buckets`` giving each bucket's bounds in ms;
+  ``variant_answer_latency``: the same of the answers the variant's own model gave (no
+  errors, no fallbacks);
 - ``variant_errors``: error counts by code; ``variant_quality``: joined outcomes (scored,
   correct, absolute and squared error sums); ``variant_labels``: per-label tp/fp/fn;
 - ``ab_tests`` / ``ab_splits`` / ``models``: folded from ``registry.events``;
@@ -29,7 +31,8 @@ from consumers.monitor.latency import N_BUCKETS, bucket_bounds
 
 __all__ = ["SCHEMA_VERSION", "TABLES", "VIEWS", "bucket_rows", "ensure_math"]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+"""2: fallback answers are errors; answers' own latency; fallback outcomes apart."""
 
 _KEY = (
     "test_id TEXT NOT NULL, variant TEXT NOT NULL, model_id TEXT NOT NULL, minute INTEGER NOT NULL"
@@ -61,9 +64,14 @@ CREATE TABLE IF NOT EXISTS variant_minute(
     model_id TEXT NOT NULL, minute INTEGER NOT NULL,
     requests INTEGER NOT NULL, errors INTEGER NOT NULL, fallbacks INTEGER NOT NULL,
     cache_hits INTEGER NOT NULL, latency_sum_ms REAL NOT NULL,
+    answers INTEGER NOT NULL, answer_latency_sum_ms REAL NOT NULL,
+    answer_latency_sq_sum REAL NOT NULL,
     PRIMARY KEY (test_id, variant, split_version, model_id, minute)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS variant_minute_model ON variant_minute(model_id, minute);
 CREATE TABLE IF NOT EXISTS variant_latency(
+    {_KEY}, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY ({_PK}, bucket)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS variant_answer_latency(
     {_KEY}, bucket INTEGER NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY ({_PK}, bucket)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS variant_errors(
@@ -72,6 +80,7 @@ CREATE TABLE IF NOT EXISTS variant_errors(
 CREATE TABLE IF NOT EXISTS variant_quality(
     {_KEY}, scored INTEGER NOT NULL, correct INTEGER NOT NULL, numeric_n INTEGER NOT NULL,
     abs_err_sum REAL NOT NULL, sq_err_sum REAL NOT NULL, unscorable INTEGER NOT NULL,
+    fallback_outcomes INTEGER NOT NULL,
     PRIMARY KEY ({_PK})) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS variant_labels(
     {_KEY}, label TEXT NOT NULL, tp INTEGER NOT NULL, fp INTEGER NOT NULL, fn INTEGER NOT NULL,
@@ -81,7 +90,8 @@ CREATE TABLE IF NOT EXISTS latency_buckets(
 CREATE TABLE IF NOT EXISTS predictions(
     request_id TEXT PRIMARY KEY, test_id TEXT NOT NULL, variant TEXT NOT NULL,
     model_id TEXT NOT NULL, minute INTEGER NOT NULL, predicted TEXT, errored INTEGER NOT NULL,
-    joined INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL);
+    joined INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL,
+    fallback INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS predictions_received ON predictions(received_at);
 CREATE TABLE IF NOT EXISTS pending_outcomes(
     request_id TEXT PRIMARY KEY, outcome_id TEXT NOT NULL, actual TEXT NOT NULL,
@@ -96,35 +106,41 @@ CREATE VIEW IF NOT EXISTS variant_minute_stats AS
 SELECT test_id, variant, model_id, minute, datetime(minute * 60, 'unixepoch') AS minute_utc,
        SUM(requests) AS requests, SUM(errors) AS errors, SUM(fallbacks) AS fallbacks,
        SUM(cache_hits) AS cache_hits, 1.0 * SUM(errors) / SUM(requests) AS error_rate,
-       SUM(latency_sum_ms) / SUM(requests) AS mean_latency_ms
+       SUM(latency_sum_ms) / SUM(requests) AS mean_latency_ms,
+       SUM(answers) AS answers,
+       SUM(answer_latency_sum_ms) / NULLIF(SUM(answers), 0) AS mean_answer_latency_ms
 FROM variant_minute GROUP BY test_id, variant, model_id, minute;
 
 CREATE VIEW IF NOT EXISTS variant_quality_stats AS
 SELECT test_id, variant, model_id, minute, datetime(minute * 60, 'unixepoch') AS minute_utc,
-       scored, unscorable, 1.0 * correct / NULLIF(scored, 0) AS accuracy,
+       scored, unscorable, fallback_outcomes, 1.0 * correct / NULLIF(scored, 0) AS accuracy,
        abs_err_sum / NULLIF(numeric_n, 0) AS mae, sq_err_sum / NULLIF(numeric_n, 0) AS mse
 FROM variant_quality;
 
 CREATE VIEW IF NOT EXISTS ab_variant_summary AS
 WITH t AS (
     SELECT test_id, variant, SUM(requests) AS requests, SUM(errors) AS errors,
-           SUM(fallbacks) AS fallbacks, SUM(cache_hits) AS cache_hits, SUM(latency_sum_ms) AS lat
+           SUM(fallbacks) AS fallbacks, SUM(cache_hits) AS cache_hits, SUM(latency_sum_ms) AS lat,
+           SUM(answers) AS answers, SUM(answer_latency_sum_ms) AS answer_lat
     FROM variant_minute WHERE {_AB} GROUP BY test_id, variant),
 q AS (
     SELECT test_id, variant, SUM(scored) AS scored, SUM(correct) AS correct,
-           SUM(numeric_n) AS numeric_n, SUM(abs_err_sum) AS abs_sum, SUM(sq_err_sum) AS sq_sum
+           SUM(numeric_n) AS numeric_n, SUM(abs_err_sum) AS abs_sum, SUM(sq_err_sum) AS sq_sum,
+           SUM(fallback_outcomes) AS fallback_outcomes
     FROM variant_quality WHERE {_AB} GROUP BY test_id, variant)
 SELECT t.test_id, t.variant, t.requests,
        1.0 * t.requests / SUM(t.requests) OVER (PARTITION BY t.test_id) AS share,
        t.errors, 1.0 * t.errors / t.requests AS error_rate, t.fallbacks, t.cache_hits,
-       t.lat / t.requests AS mean_latency_ms, COALESCE(q.scored, 0) AS scored,
+       t.lat / t.requests AS mean_latency_all_ms, t.answers,
+       t.answer_lat / NULLIF(t.answers, 0) AS mean_latency_ms, COALESCE(q.scored, 0) AS scored,
+       COALESCE(q.fallback_outcomes, 0) AS fallback_outcomes,
        1.0 * q.correct / NULLIF(q.scored, 0) AS accuracy,
        q.abs_sum / NULLIF(q.numeric_n, 0) AS mae, q.sq_sum / NULLIF(q.numeric_n, 0) AS mse
 FROM t LEFT JOIN q USING (test_id, variant);
 
 CREATE VIEW IF NOT EXISTS ab_variant_latency AS
 WITH h AS (
-    SELECT test_id, variant, bucket, SUM(count) AS c FROM variant_latency
+    SELECT test_id, variant, bucket, SUM(count) AS c FROM variant_answer_latency
     WHERE {_AB} GROUP BY test_id, variant, bucket),
 c AS (
     SELECT h.test_id, h.variant, h.bucket, h.c, b.lower_ms, b.upper_ms,

@@ -22,7 +22,14 @@ from typing import Any
 
 import orjson
 
-from consumers.monitor.aggregate import Delta, OutcomeRow, ResultRow, VariantKey
+from consumers.monitor.aggregate import (
+    MINUTE_COLUMNS,
+    QUALITY_COLUMNS,
+    Delta,
+    OutcomeRow,
+    ResultRow,
+    VariantKey,
+)
 from consumers.monitor.errors import SchemaMismatch
 from consumers.monitor.schema import SCHEMA_VERSION, TABLES, VIEWS, bucket_rows, ensure_math
 from consumers.monitor.scoring import Scalar, kind_of, score
@@ -49,15 +56,12 @@ _ADD_COUNTER = _sum_upsert("monitor_counters", ("name",), ("value",))
 _ADD_MINUTE = _sum_upsert(
     "variant_minute",
     ("test_id", "variant", "split_version", "model_id", "minute"),
-    ("requests", "errors", "fallbacks", "cache_hits", "latency_sum_ms"),
+    MINUTE_COLUMNS,
 )
 _ADD_LATENCY = _sum_upsert("variant_latency", (*_VKEY, "bucket"), ("count",))
+_ADD_ANSWER_LATENCY = _sum_upsert("variant_answer_latency", (*_VKEY, "bucket"), ("count",))
 _ADD_ERRORS = _sum_upsert("variant_errors", (*_VKEY, "code"), ("count",))
-_ADD_QUALITY = _sum_upsert(
-    "variant_quality",
-    _VKEY,
-    ("scored", "correct", "numeric_n", "abs_err_sum", "sq_err_sum", "unscorable"),
-)
+_ADD_QUALITY = _sum_upsert("variant_quality", _VKEY, QUALITY_COLUMNS)
 _ADD_LABELS = _sum_upsert("variant_labels", (*_VKEY, "label"), ("tp", "fp", "fn"))
 
 
@@ -201,10 +205,8 @@ class MonitorStore:
     def load_totals(self) -> Delta:
         """Everything counted so far as one delta per (test, variant, model) with minute 0."""
         d = Delta()
-        sql = (
-            "SELECT test_id, variant, model_id, SUM(requests), SUM(errors), SUM(fallbacks), "
-            "SUM(cache_hits), SUM(latency_sum_ms) FROM variant_minute GROUP BY 1, 2, 3"
-        )
+        sums = ", ".join(f"SUM({c})" for c in MINUTE_COLUMNS)
+        sql = f"SELECT test_id, variant, model_id, {sums} FROM variant_minute GROUP BY 1, 2, 3"
         for t, v, m, *sums in self._db.execute(sql):
             d.minute[(t, v, 0, m, 0)] = list(sums)
         sql = "SELECT test_id, variant, model_id, bucket, SUM(count) FROM variant_latency GROUP BY 1, 2, 3, 4"  # noqa: E501
@@ -332,7 +334,8 @@ class MonitorStore:
             seen.add(r.request_id)
             new.append(r)
         self._db.executemany(
-            "INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            "INSERT INTO predictions(request_id, test_id, variant, model_id, minute, predicted, "
+            "errored, joined, received_at, fallback) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
             [
                 (
                     r.request_id,
@@ -343,6 +346,7 @@ class MonitorStore:
                     None if r.predicted is None else orjson.dumps(r.predicted).decode(),
                     r.error_code is not None,
                     now,
+                    r.fallback_answer,
                 )
                 for r in new
             ],
@@ -366,6 +370,9 @@ class MonitorStore:
         found = list(self._select_in(sql, list(by_id)))
         for request_id, actual_json in found:
             r = by_id[request_id]
+            if r.fallback_answer:
+                delta.add_fallback_outcome(r.key)
+                continue
             _score_into(
                 delta,
                 r.key,
@@ -396,8 +403,8 @@ class MonitorStore:
         counts["outcomes"] += len(outcomes)
         ids = list({o.request_id for o in outcomes})
         sql = (
-            "SELECT request_id, test_id, variant, model_id, minute, predicted, errored, joined "
-            "FROM predictions WHERE request_id IN ({marks})"
+            "SELECT request_id, test_id, variant, model_id, minute, predicted, errored, joined, "
+            "fallback FROM predictions WHERE request_id IN ({marks})"
         )
         preds = {row[0]: row for row in self._select_in(sql, ids)}
         sql = "SELECT request_id FROM pending_outcomes WHERE request_id IN ({marks})"
@@ -415,7 +422,11 @@ class MonitorStore:
             if p is None:
                 pending.append((o.request_id, o.outcome_id, orjson.dumps(o.actual).decode(), now))
                 continue
-            _, test_id, variant, model_id, minute, predicted, errored, _ = p
+            _, test_id, variant, model_id, minute, predicted, errored, _, fallback = p
+            joined.append((o.request_id,))
+            if fallback:  # another model's answer: never scored for this variant
+                delta.add_fallback_outcome((test_id, variant, model_id, minute))
+                continue
             predicted_value = None if errored or predicted is None else orjson.loads(predicted)
             _score_into(
                 delta,
@@ -425,7 +436,6 @@ class MonitorStore:
                 o.actual,
                 kinds,
             )
-            joined.append((o.request_id,))
         self._db.executemany("UPDATE predictions SET joined = 1 WHERE request_id = ?", joined)
         self._db.executemany("INSERT INTO pending_outcomes VALUES (?, ?, ?, ?)", pending)
         counts["outcomes_joined"] += len(joined)
@@ -435,6 +445,7 @@ class MonitorStore:
         db = self._db
         db.executemany(_ADD_MINUTE, [(*k, *v) for k, v in d.minute.items()])
         db.executemany(_ADD_LATENCY, [(*k, b, c) for (k, b), c in d.latency.items()])
+        db.executemany(_ADD_ANSWER_LATENCY, [(*k, b, c) for (k, b), c in d.answer_latency.items()])
         db.executemany(_ADD_ERRORS, [(*k, code, c) for (k, code), c in d.errors.items()])
         db.executemany(_ADD_QUALITY, [(*k, *v) for k, v in d.quality.items()])
         db.executemany(_ADD_LABELS, [(*k, label, *v) for (k, label), v in d.labels.items()])

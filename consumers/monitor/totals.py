@@ -12,10 +12,17 @@ Labels = tuple[str, str, str]  # model, variant, test_id
 
 
 class Totals:
-    """Per (model, variant, test) sums since the database was created."""
+    """Per (model, variant, test) sums since the database was created.
+
+    ``traffic`` holds the ``MINUTE_COLUMNS`` sums (requests, errors, fallbacks, cache hits,
+    latency sum, answers, answer latency sum and sum of squares), ``latency`` the histogram of
+    every result (what callers waited). Keys carry the variant as it came (``shadow`` apart).
+    """
 
     def __init__(self) -> None:
-        self.traffic: defaultdict[Labels, list[float]] = defaultdict(lambda: [0, 0, 0, 0, 0.0])
+        self.traffic: defaultdict[Labels, list[float]] = defaultdict(
+            lambda: [0, 0, 0, 0, 0.0, 0, 0.0, 0.0]
+        )
         self.latency: defaultdict[Labels, defaultdict[int, int]] = defaultdict(
             lambda: defaultdict(int)
         )
