@@ -218,7 +218,9 @@ def _register(cmd: RegisterModel, ctx: _Context) -> Decision:
         )
         if problem:
             return problem
-    problem = _provider_config_problem(cfg.provider_config)
+    problem = _provider_config_problem(
+        cfg.provider_config, cfg.provider, cfg.endpoint, cfg.credentials
+    )
     if problem:
         return problem
     if cfg.ab_test is not None and cfg.ab_test.enabled:
@@ -253,11 +255,24 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _FILE_PROVIDERS = frozenset({Provider.SCIKIT_LEARN, Provider.PYTORCH, Provider.TENSORFLOW})
 
 
-def _provider_config_problem(pc: ProviderConfig | None) -> Rejection | None:
-    """What the decider can tell of a provider config by its shape (docs/security.md): the
-    prediction consumer checks everything again against the operator's grants."""
+def _provider_config_problem(
+    pc: ProviderConfig | None,
+    provider: Provider | None = None,
+    endpoint: str | None = None,
+    credentials: dict[str, str] | None = None,
+) -> Rejection | None:
+    """What the decider can tell of a provider config (docs/security.md): its shape, and
+    what its provider cannot work without (``registry.core.provider_checks``), given the
+    model's top-level ``provider``, ``endpoint`` and ``credentials`` as they are (or will be,
+    after the change). The prediction consumer checks everything again against the
+    operator's grants."""
+    from registry.core.provider_checks import provider_problem
+
     if pc is None:
         return None
+    problem = provider_problem(pc, provider, endpoint=endpoint, credentials=credentials)
+    if problem:
+        return problem
     settings = pc.settings
     target = settings.get("callable")
     if target is not None and (not isinstance(target, str) or not _CALLABLE.match(target)):
@@ -272,13 +287,6 @@ def _provider_config_problem(pc: ProviderConfig | None) -> Rejection | None:
         return _reject(
             RejectionCode.INVALID_COMMAND,
             "providerConfig.modelSha256 is the model file's SHA-256: 64 lowercase hex digits.",
-            "providerConfig.modelSha256",
-        )
-    if digest is None and "modelPath" in settings and pc.provider in _FILE_PROVIDERS:
-        return _reject(
-            RejectionCode.INVALID_COMMAND,
-            "a model file loads only with its SHA-256 pinned: add providerConfig.modelSha256 "
-            "(sha256sum of the file).",
             "providerConfig.modelSha256",
         )
     return None
@@ -298,7 +306,12 @@ def _release(cmd: ReleaseVersion, ctx: _Context) -> Decision:
             RejectionCode.INVALID_TRANSITION,
             f"'{cmd.model_id}' is deprecated; release new work under a model that is not.",
         )
-    problem = _provider_config_problem(p.changes.provider_config)
+    problem = _provider_config_problem(
+        p.changes.provider_config,
+        state.provider,
+        p.changes.endpoint or state.wire.get("endpoint"),
+        p.changes.credentials or state.wire.get("credentials"),
+    )
     if problem:
         return problem
     status = p.status or state.status
@@ -392,7 +405,12 @@ def _update(cmd: UpdateConfig, ctx: _Context) -> Decision:
             "UpdateConfig needs at least one field in 'changes'.",
             "changes",
         )
-    problem = _provider_config_problem(changes.provider_config)
+    problem = _provider_config_problem(
+        changes.provider_config,
+        state.provider,
+        changes.endpoint or state.wire.get("endpoint"),
+        changes.credentials or state.wire.get("credentials"),
+    )
     if problem:
         return problem
     if apply_changes(state.wire, changes.wire()) == state.wire:

@@ -147,6 +147,7 @@ async def test_hand_built_json_from_another_language(
             "providerConfig": {
                 "provider": "aws-sagemaker",
                 "endpoint": "https://runtime.sagemaker.us-east-1.amazonaws.com",
+                "endpointName": "churn-v1",  # without it the model could never serve
                 "credentials": {
                     "accessKeyId": "env:AWS_ACCESS_KEY_ID",
                     "secretAccessKey": "env:AWS_SECRET",
