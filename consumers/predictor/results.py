@@ -7,6 +7,12 @@ two cannot drift apart. Fields that are None are left out (the model's defaults)
 A result never exceeds ``MAX_RESULT_BYTES``: a larger one (an enormous provider output) is
 replaced by an error result (``ProviderBadResponse``) saying so, as is one the broker refuses
 as too large (``too_large_result``). Nothing here raises on a request's content.
+
+Explanations: a provider answers a request that asks ``explain`` with an ``Explained``
+(``consumers.providers.explain``); its output goes to ``output``, its explanation to
+``explanation`` or its reason to ``explanation_error``. A request that asks and whose answer
+has no ``Explained`` (from the result cache, a mock fallback) gets an
+``explanation_error`` saying so; a request that does not ask never gets either.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from consumers.errors import ProviderBadResponse
+from consumers.providers.explain import Explained
 from consumers.providers.secrets import redact_bytes
 from registry.core.predictions import RESULT_NAMESPACE
 
@@ -122,6 +129,8 @@ class ResultWriter:
             out["fallback_reason"] = w.fallback_reason
         if w.failure is not None:
             out["error"] = w.failure.as_dict()
+        elif req.explain or type(w.output) is Explained:
+            _explained(w, out)
         else:
             out["output"] = w.output
         try:
@@ -140,9 +149,30 @@ class ResultWriter:
         return Outgoing(w.record.key, redact_bytes(value), w.record.partition, req.id)
 
 
+def _explained(w: Work, out: dict[str, Any]) -> None:
+    """The output of ``w`` in ``out``, with its explanation (or why none) if it asks one."""
+    output, asked = w.output, w.request.explain
+    if type(output) is Explained:
+        out["output"] = output.output
+        if asked and output.explanation is not None:
+            out["explanation"] = output.explanation
+        elif asked:
+            out["explanation_error"] = output.error
+        return
+    out["output"] = output
+    if w.fallback == "mock":
+        out["explanation_error"] = "a mock prediction has no explanation"
+    elif w.cached:
+        out["explanation_error"] = "answered from the result cache, which keeps no explanations"
+    else:
+        out["explanation_error"] = "the predictor did not ask the provider for an explanation"
+
+
 def _bad_output(w: Work, out: dict[str, Any], message: str) -> bytes:
     w.failure = ProviderBadResponse(message)  # the result says so, and so do the counts
     out.pop("output", None)
+    out.pop("explanation", None)
+    out.pop("explanation_error", None)
     out["error"] = w.failure.as_dict()
     return orjson.dumps(out, option=_OPTIONS)
 
@@ -227,7 +257,8 @@ def too_large_result(out: Outgoing) -> Outgoing:
     small = {
         k: v
         for k, v in raw.items()
-        if k not in {"output", "error", "fallback_reason"} and len(orjson.dumps(v)) <= 1024
+        if k not in {"output", "error", "fallback_reason", "explanation", "explanation_error"}
+        and len(orjson.dumps(v)) <= 1024
     }
     small.update(
         {

@@ -28,6 +28,7 @@ from consumers.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from consumers.providers.explain import Explained
 from consumers.providers.secrets import Secret, redact, resolve_reference
 from registry.core.types import ModelConfig, ModelType, Provider
 from registry.infra.settings import GrantSettings, PredictorSettings
@@ -40,6 +41,7 @@ __all__ = [
     "ProviderSpec",
     "RemoteProvider",
     "as_failure",
+    "explained_or",
 ]
 
 T = TypeVar("T")
@@ -206,6 +208,19 @@ class ProviderSpec:
         return value if isinstance(value, str) else None
 
 
+def explained_or(
+    outputs: list[Any], explain: Sequence[bool], reason: Callable[[int, Any], str]
+) -> list[Any]:
+    """``outputs`` with each flagged success wrapped as ``Explained``, refused with
+    ``reason(index, output)``."""
+    return [
+        Explained.refused(out, reason(i, out))
+        if flag and not isinstance(out, PredictionFailure)
+        else out
+        for i, (out, flag) in enumerate(zip(outputs, explain, strict=True))
+    ]
+
+
 def as_failure(exc: BaseException, spec: ProviderSpec) -> PredictionFailure:
     """Any exception as a ``PredictionFailure`` whose message has no revealed secret in it."""
     if isinstance(exc, PredictionFailure):
@@ -233,6 +248,19 @@ class ModelProvider(ABC):
 
         Never raises for a failure of the call: it is reported in every affected slot.
         """
+
+    async def explain_batch(self, inputs: Sequence[Any], explain: Sequence[bool]) -> list[Any]:
+        """``predict_batch``, with explanations for the inputs whose ``explain`` flag is set.
+
+        A flagged input whose prediction succeeds gets an ``Explained`` (its output, and an
+        explanation or the reason there is none) in its slot; the others are as
+        ``predict_batch`` gives them. Only called for a group with a flag set, so requests
+        without ``explain`` cost nothing more. This default explains nothing: providers that
+        can (``sklearn``, ``custom``) override it.
+        """
+        outputs = await self.predict_batch(inputs)
+        reason = f"{self.spec.provider} models give no explanations"
+        return explained_or(outputs, explain, lambda _i, _out: reason)
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release connections and loaded models."""

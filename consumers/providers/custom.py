@@ -15,6 +15,22 @@ model's pool (its calls time out, then the circuit breaker pauses them), never t
 nor another model; its timeouts (only they, for a sync function) count toward the circuit
 breaker. The function may raise a ``consumers.errors.PredictionFailure`` (e.g.
 ``InvalidInput``) to give a precise code.
+
+Explanations (a request with ``explain: true``): the function may carry its own explainer as
+an attribute, ``explain`` - a function of the same input (of the list of inputs with
+``batch: true``, then returning a list of the same length), sync or async, run like the
+function itself, only for the requests that ask and after their prediction succeeded. It
+returns a mapping ``{"contributions": {feature: number, ...} | [{"feature", "contribution",
+"value"?}, ...], "baseline"?: number, "target"?: text, "target_value"?: number}``; the
+result carries it as an explanation of method ``custom``, checked and bounded
+(``consumers.providers.explain.custom_explanation``: the 20 largest contributions, names cut
+to 128 characters, finite numbers only). A function without ``explain``, an explainer that
+raises, times out or returns anything else gives ``explanation_error`` - never a failed
+prediction::
+
+    def score(lead): ...
+    def why(lead): return {"contributions": {"visits": 10.0 * lead["visits"]}, "baseline": 0}
+    score.explain = why
 """
 
 from __future__ import annotations
@@ -27,8 +43,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from consumers.errors import PredictionFailure, ProviderBadResponse, ProviderTimeout
-from consumers.providers.base import ProviderSpec, RemoteProvider
+from consumers.providers.base import ProviderSpec, RemoteProvider, as_failure, explained_or
 from consumers.providers.callables import granted_callable
+from consumers.providers.explain import Explained, ExplanationRefused, custom_explanation
 
 __all__ = ["CustomProvider", "load_callable"]
 
@@ -65,12 +82,61 @@ class CustomProvider(RemoteProvider):
             self._threads = asyncio.Semaphore(size)
 
     async def predict_one(self, value: Any) -> Any:
-        out = await self._call_sync(value) if self._pool is not None else self.function(value)
+        return await self._run(self.function, value)
+
+    async def _run(self, function: Callable[..., Any], value: Any) -> Any:
+        """``function(value)``: in the pool when the model's function is sync."""
+        out = await self._call_sync(function, value) if self._pool is not None else function(value)
         if inspect.isawaitable(out):
             out = await out
         return out
 
-    async def _call_sync(self, value: Any) -> Any:
+    async def explain_batch(self, inputs: Sequence[Any], explain: Sequence[bool]) -> list[Any]:
+        """Predictions, then the function's own ``explain`` for the flagged inputs that were
+        predicted (see the module's docstring)."""
+        outputs = await self.predict_batch(inputs)
+        chosen = [
+            i
+            for i, flag in enumerate(explain)
+            if flag and not isinstance(outputs[i], PredictionFailure)
+        ]
+        if not chosen:
+            return outputs
+        explainer = getattr(self.function, "explain", None)
+        if not callable(explainer):
+            reason = f"{self.spec.label}: the function has no explain attribute to explain with"
+            return explained_or(outputs, explain, lambda _i, _out: reason)
+        values = [inputs[i] for i in chosen]
+        if self.batch:
+            raws = await self.guarded(lambda: self._run(explainer, values), retries=0)
+            if not isinstance(raws, PredictionFailure) and (
+                not isinstance(raws, list) or len(raws) != len(values)
+            ):
+                raws = ProviderBadResponse(
+                    f"a batch explainer must return a list of {len(values)} explanations"
+                )
+            answers = [raws] * len(values) if isinstance(raws, PredictionFailure) else raws
+        else:
+
+            async def one(value: Any) -> Any:
+                async with self._slots:
+                    return await self.guarded(lambda: self._run(explainer, value), retries=0)
+
+            answers = list(await asyncio.gather(*(one(v) for v in values)))
+        for i, value, raw in zip(chosen, values, answers, strict=True):
+            outputs[i] = self._explained(outputs[i], value, raw)
+        return outputs
+
+    def _explained(self, output: Any, value: Any, raw: Any) -> Explained:
+        if isinstance(raw, PredictionFailure):
+            failure = as_failure(raw, self.spec)
+            return Explained.refused(output, f"the explainer failed: {failure.message}")
+        try:
+            return Explained(output, custom_explanation(raw, value))
+        except ExplanationRefused as exc:
+            return Explained.refused(output, str(exc))
+
+    async def _call_sync(self, function: Callable[..., Any], value: Any) -> Any:
         """Run the sync function in the provider's pool; the slot is held until the thread
         ends, not until the caller stops waiting (a timed-out call keeps its slot)."""
         assert self._pool is not None
@@ -79,7 +145,7 @@ class CustomProvider(RemoteProvider):
         await slots.acquire()  # waiting for a slot counts against the call's timeout
         loop = asyncio.get_running_loop()
         try:
-            future = self._pool.submit(self.function, value)
+            future = self._pool.submit(function, value)
         except BaseException:
             slots.release()
             raise

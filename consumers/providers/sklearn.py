@@ -38,7 +38,8 @@ from consumers.errors import (
     ProviderConfigInvalid,
     ProviderNotInstalled,
 )
-from consumers.providers.base import ModelProvider, ProviderSpec, as_failure
+from consumers.providers.base import ModelProvider, ProviderSpec, as_failure, explained_or
+from consumers.providers.explain import Explained
 from consumers.providers.files import pinned_model
 from registry.core.types import ModelType
 
@@ -76,6 +77,8 @@ class SklearnProvider(ModelProvider):
         self._model: Any = None
         self._width: int | None = len(self._features) if self._features else None
         self._load_lock = asyncio.Lock()
+        self._reference: list[float] | None = None
+        self._reference_error: str | None = None
 
     async def _loaded(self) -> Any:
         if self._model is None:
@@ -108,6 +111,14 @@ class SklearnProvider(ModelProvider):
         width = getattr(model, "n_features_in_", None)
         if isinstance(width, int):
             self._width = width
+        setting = self.spec.settings.get("explainBaseline")
+        if setting is not None:
+            from consumers.providers.sklearn_explain import reference_row
+
+            try:
+                self._reference = reference_row(setting, self._features, self._width)
+            except ValueError as exc:  # the predictions stand; explanations say why not
+                self._reference_error = f"providerConfig.explainBaseline: {exc}"
         return model
 
     def _deserialise(self, data: bytes) -> Any:
@@ -184,6 +195,49 @@ class SklearnProvider(ModelProvider):
             for i, out in zip(where, self._predict_or_fail(model, good), strict=True):
                 results[i] = out
         return results
+
+    async def explain_batch(self, inputs: Sequence[Any], explain: Sequence[bool]) -> list[Any]:
+        """Predictions, and for the flagged inputs an exact explanation (``linear`` or
+        ``tree_path``, see ``consumers.providers.sklearn_explain``) or the reason there is
+        none. Computed after the predictions, for the flagged inputs only."""
+        outputs = await self.predict_batch(inputs)
+        chosen = [
+            i
+            for i, flag in enumerate(explain)
+            if flag and not isinstance(outputs[i], PredictionFailure)
+        ]
+        if not chosen:
+            return outputs
+        if self._reference_error is not None:
+            reason = self._reference_error
+            return explained_or(outputs, explain, lambda _i, _out: reason)
+        try:
+            reasons = self._explain([inputs[i] for i in chosen])
+        except Exception as exc:  # noqa: BLE001 - never fails the predictions
+            text = f"could not explain: {type(exc).__name__}: {exc}"
+            return explained_or(outputs, explain, lambda _i, _out: text)
+        for i, found in zip(chosen, reasons, strict=True):
+            outputs[i] = (
+                Explained.refused(outputs[i], found)
+                if isinstance(found, str)
+                else Explained(outputs[i], found)
+            )
+        return outputs
+
+    def _explain(self, inputs: list[Any]) -> list[dict[str, Any] | str]:
+        from consumers.providers.sklearn_explain import explain_rows
+
+        rows = [self._row(value) for value in inputs]  # they were predicted: well formed
+        width = len(rows[0])
+        names = self._features if self._features and len(self._features) == width else None
+        names = names or [f"x{j}" for j in range(width)]
+        shown = [
+            [value.get(n) for n in names] if isinstance(value, dict) else list(value)
+            for value in inputs
+        ]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "X does not have valid feature names"
+            return explain_rows(self._model, rows, names, shown, self._reference)
 
     def _fast_rows(self, inputs: Sequence[Any]) -> list[list[Any]] | None:
         """The feature rows when every input is a complete mapping of int/float values

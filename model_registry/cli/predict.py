@@ -91,6 +91,33 @@ def _parse_input(text: str) -> Any:
     return value
 
 
+TOP_FACTORS = 5
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
+
+
+def _factors(explanation: Any) -> list[str]:
+    """The explanation's top factors: feature, input value, signed contribution."""
+    head = f"why       {explanation.method}"
+    if explanation.target is not None:
+        head += f": {explanation.target}"
+        if explanation.target_value is not None:
+            head += f" = {explanation.target_value:.4g}"
+    if explanation.baseline is not None:
+        head += f" (baseline {explanation.baseline:+.4g})"
+    lines = [head]
+    top = explanation.contributions[:TOP_FACTORS]
+    width = max((len(c.feature) for c in top), default=0)
+    for c in top:
+        lines.append(f"  {c.feature:<{width}}  = {_number(c.value):<12} {c.contribution:+.4g}")
+    hidden = len(explanation.contributions) - len(top) + explanation.omitted_features
+    if hidden:
+        lines.append(f"  ({hidden} smaller factor{'s' if hidden > 1 else ''} not shown)")
+    return lines
+
+
 def _describe(result: Any) -> str:
     lines = [f"request   {result.request_id}", f"variant   {result.variant}"]
     if result.test_id:
@@ -105,6 +132,10 @@ def _describe(result: Any) -> str:
         lines.append(f"error     {result.error.code}: {result.error.message}")
     else:
         lines.append(f"output    {json.dumps(result.output)}")
+        if result.explanation is not None:
+            lines.extend(_factors(result.explanation))
+        elif result.explanation_error is not None:
+            lines.append(f"why       no explanation: {result.explanation_error}")
     lines.append(f"latency   {result.latency_ms:.1f} ms{' (cached)' if result.cached else ''}")
     return "\n".join(lines)
 
@@ -127,6 +158,11 @@ def _describe(result: Any) -> str:
     help="Seconds to wait for the result.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--explain",
+    is_flag=True,
+    help=f"Ask why: print the top {TOP_FACTORS} factors (feature, value, signed contribution).",
+)
 def predict(
     model_id: str,
     input_text: str,
@@ -134,8 +170,12 @@ def predict(
     request_id: str | None,
     timeout: float,
     as_json: bool,
+    explain: bool,
 ) -> None:
     """Send a prediction request for MODEL_ID and print its result (with the variant).
+
+    With --explain, the request asks for an explanation and the top factors are printed
+    after the prediction (or why there is none).
 
     Exits 1 when the result carries an error, 2 on bad input, 3 when the broker cannot be
     reached or no result arrives in time.
@@ -144,6 +184,7 @@ def predict(
 
     from consumers.client import PredictionClient
     from registry.core.errors import describe_validation_error
+    from registry.core.predictions import PredictionRequest
     from registry.core.types import MODEL_ID_PATTERN
 
     if re.fullmatch(MODEL_ID_PATTERN, model_id) is None:
@@ -157,10 +198,15 @@ def predict(
     async def main() -> Any:
         client = PredictionClient(settings)
         try:  # not `async with`: a failed start must stop what it started too
+            fields: dict[str, Any] = {"model_id": model_id, "input": value, "unit_id": unit_id}
+            if request_id is not None:
+                fields["id"] = request_id
+            if explain:
+                fields["explain"] = True
+            request = PredictionRequest(**fields)
             await client.start()
-            return await client.predict(
-                model_id, value, unit_id=unit_id, request_id=request_id, timeout=timeout
-            )
+            await client.send(request)
+            return await client.wait_for(request.id, timeout)
         finally:
             await client.stop()
 

@@ -17,7 +17,11 @@ from registry.core.messages import utc_now
 from registry.core.types import MODEL_ID_PATTERN
 
 __all__ = [
+    "EXPLANATION_MAX_CONTRIBUTIONS",
+    "EXPLANATION_MAX_NAME",
     "RESULT_NAMESPACE",
+    "Contribution",
+    "Explanation",
     "PredictionError",
     "PredictionOutcome",
     "PredictionRequest",
@@ -29,6 +33,10 @@ __all__ = [
 Variant = Literal["champion", "challenger", "none"]
 RESULT_NAMESPACE = uuid.UUID("0b8e7c2a-5d41-4f0e-8f7e-3c9a6d2b1e44")
 RequestId = Annotated[str, Field(min_length=1, max_length=128)]
+EXPLANATION_MAX_CONTRIBUTIONS = 20
+"""At most this many contributions in an explanation (the largest by magnitude)."""
+EXPLANATION_MAX_NAME = 128
+"""Feature names, targets and string values of an explanation are cut to this many characters."""
 
 
 class _Message(BaseModel):
@@ -44,6 +52,9 @@ class PredictionRequest(_Message):
 
     ``id`` is the idempotency key: a redelivered request gets the same answer. ``unit_id`` is
     what keeps a unit (a lead, an account) on one variant; it defaults to the request id.
+    ``explain`` asks why: the result carries an ``explanation`` (or ``explanation_error``).
+    Absent means false, and false is left out when written (a predictor that predates it
+    still reads the request).
     """
 
     type: Literal["PredictionRequest"] = "PredictionRequest"
@@ -51,6 +62,7 @@ class PredictionRequest(_Message):
     model_id: Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
     unit_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     input: dict[str, Any] | list[Any] | str
+    explain: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
 
     @property
     def routing_unit(self) -> str:
@@ -66,8 +78,46 @@ class PredictionError(BaseModel):
     message: str
 
 
+class Contribution(BaseModel):
+    """How much one feature moved the explained value, from the baseline (signed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature: Annotated[str, Field(max_length=EXPLANATION_MAX_NAME)]
+    value: float | int | bool | Annotated[str, Field(max_length=EXPLANATION_MAX_NAME)] | None = None
+    contribution: float
+
+
+class Explanation(BaseModel):
+    """Why the output is what it is: ``baseline`` + the contributions = ``target_value``.
+
+    ``method``: ``linear`` (coefficient x value), ``tree_path`` (Saabas: each split's change
+    of the node value, credited to its feature), ``shap``, or ``custom`` (the model's own).
+    ``target`` says which value is explained (e.g. ``log-odds of class 1``). At most
+    ``EXPLANATION_MAX_CONTRIBUTIONS`` contributions, largest magnitude first; the others are
+    summed in ``omitted_contribution`` (``omitted_features`` of them).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["linear", "tree_path", "shap", "custom"]
+    target: Annotated[str, Field(max_length=EXPLANATION_MAX_NAME)] | None = None
+    target_value: float | None = None
+    baseline: float | None = None
+    contributions: Annotated[
+        list[Contribution], Field(max_length=EXPLANATION_MAX_CONTRIBUTIONS)
+    ] = Field(default_factory=list)
+    omitted_features: Annotated[int, Field(ge=0)] = 0
+    omitted_contribution: float = 0.0
+
+
 class PredictionResult(_Message):
-    """The answer to one request, tagged with the variant that served it."""
+    """The answer to one request, tagged with the variant that served it.
+
+    ``explanation``/``explanation_error``: only when the request asked ``explain`` and got a
+    prediction; one or the other (an explanation that cannot be made never fails the
+    prediction).
+    """
 
     type: Literal["PredictionResult"] = "PredictionResult"
     id: str
@@ -86,6 +136,8 @@ class PredictionResult(_Message):
     fallback: Literal["champion", "mock"] | None = None
     fallback_reason: str | None = None
     error: PredictionError | None = None
+    explanation: Explanation | None = None
+    explanation_error: Annotated[str, Field(max_length=1000)] | None = None
 
     @field_validator("latency_ms")
     @classmethod
