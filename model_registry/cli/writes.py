@@ -1,32 +1,79 @@
 """CLI for the write path: the decider process, ``models register|status|release|metrics|
-unregister`` and ``ab start|traffic|stop``. Each prints the outcome or the rejection in words
-and exits non-zero on a rejection or invalid input (2) or a timeout/unreachable broker (3).
-Arguments are checked here, before anything is sent, with the core's own types."""
+update|unregister`` and ``ab start|traffic|stop``. Each prints the outcome or the rejection in
+words and exits non-zero on a rejection or invalid input (2) or a timeout/unreachable broker
+(3). Arguments are checked here, before anything is sent, with the core's own types.
+
+Who acts: every write is signed with the key in ``--identity FILE`` (default
+``REGISTRY_AUTH_IDENTITY_FILE``, else ``<data dir>/identity.json``) and is in the name of that
+key's actor; ``--actor NAME`` sends it in another's name, which the decider accepts only when
+the actors file lets the key sign for NAME (``signs_for``: a gateway)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
 
 from model_registry.cli.common import cli_settings, run, run_until_signalled
 from model_registry.cli.errors import INVALID, fail
-from registry.core.errors import SecretInConfig, describe_validation_error
+from registry.core.errors import Rejected, RejectionCode, SecretInConfig, describe_validation_error
 from registry.core.types import MODEL_ID_PATTERN, Metrics, SemVer, Status
+
+F = TypeVar("F", bound=Callable[..., Any])
+_IDENTITY, _ACTOR = "model_registry.identity", "model_registry.actor"
 
 
 def register(main: click.Group, *, models: click.Group, ab: click.Group) -> None:
     """Add the write-path commands to the CLI."""
     main.add_command(decider)
-    for cmd in (models_register, models_status, models_release, models_metrics, models_unregister):
-        models.add_command(cmd)
+    for cmd in (
+        models_register,
+        models_status,
+        models_release,
+        models_metrics,
+        models_update,
+        models_unregister,
+    ):
+        models.add_command(_signed(cmd))
     for cmd in (ab_start, ab_traffic, ab_stop):
-        ab.add_command(cmd)
+        ab.add_command(_signed(cmd))
+
+
+def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        ctx.meta[key] = value
+        return value
+
+    return callback
+
+
+def _signed(cmd: click.Command) -> click.Command:
+    """Add ``--identity`` and ``--actor`` to a write command (read by ``_write``)."""
+    cmd.params += [
+        click.Option(
+            ["--identity"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_remember(_IDENTITY),
+            help="Sign with the key in this file [default: $REGISTRY_AUTH_IDENTITY_FILE or "
+            "<data dir>/identity.json]. The command is that key's actor's.",
+        ),
+        click.Option(
+            ["--actor"],
+            metavar="NAME",
+            expose_value=False,
+            callback=_remember(_ACTOR),
+            help="Act in NAME's name: accepted only when the actors file lets the key sign "
+            "for NAME (signs_for, a gateway).",
+        ),
+    ]
+    return cmd
 
 
 @click.command()
@@ -49,16 +96,34 @@ def decider(allow_clear: bool | None) -> None:
 
 
 def _write(action: Callable[[Any], Awaitable[Any]], done: str) -> None:
-    """Run one write through a ModelRegistry and report it in words."""
+    """Run one write through a ModelRegistry, signed with ``--identity`` (in ``--actor``'s
+    name), and report it in words."""
     from model_registry.client import ModelRegistry
+    from registry.infra.identity import load_identity
 
+    meta = click.get_current_context().meta
+    path: Path | None = meta.get(_IDENTITY)
+    actor: str | None = meta.get(_ACTOR)
+    identity = load_identity(path) if path is not None else None
     settings = cli_settings()
 
     async def main() -> Any:
-        async with ModelRegistry(settings) as reg:
+        async with ModelRegistry(settings, identity=identity, actor=actor) as reg:
             return await action(reg)
 
-    result = run(main())  # a rejection, timeout or unreachable broker: errors.explain
+    try:
+        result = run(main())  # a rejection, timeout or unreachable broker: errors.explain
+    except Rejected as exc:
+        signer = identity.actor if identity is not None else "your identity"
+        key_file = path if path is not None else settings.identity_file
+        if exc.rejection.code is RejectionCode.UNAUTHENTICATED:
+            fail(
+                f"rejected (Unauthenticated): {exc.rejection.message}: signed as {signer!r} "
+                f"with the key in {key_file}; the operator must list that actor and its public "
+                "key in the actors file.",
+                INVALID,
+            )
+        raise
     if result.outcome == "duplicate":
         click.echo(f"{done} earlier (same command id); revision {result.revision}")
     elif not result.events:
@@ -220,6 +285,196 @@ def models_metrics(model_id: str, pairs: tuple[str, ...]) -> None:
     """Record evaluation metrics for MODEL_ID."""
     metrics = _metrics(pairs)
     _write(lambda reg: reg.record_metrics(model_id, metrics), "metrics recorded")
+
+
+def _json_option(text: str | None, option: str) -> dict[str, Any] | None:
+    """A JSON object given on the command line (``@FILE`` reads it from a file)."""
+    if text is None:
+        return None
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {text[1:]}: {exc}", param_hint=option) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(
+            f"not valid JSON ({exc.msg} at column {exc.colno})", param_hint=option
+        ) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint=option)
+    return value
+
+
+def _pairs(pairs: tuple[str, ...], option: str, example: str) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that parses as JSON is that value (``5``, ``true``,
+    ``["a"]``, ``null``), anything else is text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"{pair!r} is not KEY=VALUE, e.g. {example}", param_hint=option
+            )
+        try:
+            out[key] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key] = text
+    return out
+
+
+def _credentials(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--credential KEY=env:NAME`` (or ``file:/path``) pairs: references only."""
+    from registry.core.types import is_secret_reference
+
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, ref = pair.partition("=")
+        if not sep or not key or not is_secret_reference(ref):
+            raise click.BadParameter(
+                f"give KEY=env:NAME or KEY=file:/path, e.g. apiKey=env:MODEL_SECRET_OPENAI; "
+                f"a credential is a reference, never the secret itself ({key or pair!r})",
+                param_hint="--credential",
+            )
+        out[key] = ref
+    return out
+
+
+def _merged(current: dict[str, Any] | None, sets: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``sets`` applied; a ``null`` value removes the key."""
+    merged = dict(current or {})
+    for key, value in sets.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+@click.command("update")
+@click.argument("model_id", callback=_model_id)
+@click.option("--name", help="A new display name.")
+@click.option("--description", help="A new description.")
+@click.option("--endpoint", help="A new endpoint URL (no user-info: no password in a URL).")
+@click.option(
+    "--provider-config",
+    metavar="JSON",
+    help="The whole new providerConfig (replaces the current one); @FILE reads it from a file.",
+)
+@click.option(
+    "--set-provider",
+    "provider_sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Change one providerConfig setting, keeping the others (VALUE as JSON when it parses, "
+    "else text; null removes the setting). Repeatable.",
+)
+@click.option(
+    "--parameters",
+    metavar="JSON",
+    help="The new parameters object (replaces the current one); @FILE reads it from a file.",
+)
+@click.option(
+    "--credential",
+    "credential_pairs",
+    multiple=True,
+    metavar="KEY=env:NAME",
+    help="Set one credential reference of the model (env:NAME or file:/path), keeping the "
+    "others. Repeatable.",
+)
+@click.option(
+    "--expected-revision",
+    type=click.IntRange(min=0),
+    help="Refuse the change (VersionConflict) unless the model is at this revision.",
+)
+def models_update(
+    model_id: str,
+    name: str | None,
+    description: str | None,
+    endpoint: str | None,
+    provider_config: str | None,
+    provider_sets: tuple[str, ...],
+    parameters: str | None,
+    credential_pairs: tuple[str, ...],
+    expected_revision: int | None,
+) -> None:
+    """Change MODEL_ID's mutable fields (UpdateConfig).
+
+    --set-provider and --credential change the current providerConfig and credentials: the
+    model is read first, and the change is refused (VersionConflict) if the model changed
+    since, unless --expected-revision says which revision to expect.
+    """
+    fields = {"name": name, "description": description, "endpoint": endpoint}
+    update = _Update(
+        changes={k: v for k, v in fields.items() if v is not None},
+        provider_config=_json_option(provider_config, "--provider-config"),
+        sets=_pairs(provider_sets, "--set-provider", "model=gpt-4o-mini"),
+        credentials=_credentials(credential_pairs),
+    )
+    params = _json_option(parameters, "--parameters")
+    if params is not None:
+        update.changes["parameters"] = params
+    if update.is_empty():
+        raise click.UsageError(
+            "give at least one change: --name, --description, --endpoint, --provider-config, "
+            "--set-provider, --parameters or --credential."
+        )
+    if not update.needs_read():
+        update.complete(None)  # checked before anything is sent
+
+    async def send(reg: Any) -> Any:
+        expected = expected_revision
+        if update.needs_read():
+            view = await reg.get_model(model_id)
+            if view is None:
+                fail(f"no model '{model_id}' to update.", INVALID)
+            update.complete(view.config.wire())
+            if expected is None:
+                expected = view.revision  # read-modify-write: refused if it changed since
+        return await reg.update_config(model_id, expected_revision=expected, **update.changes)
+
+    _write(send, "updated")
+
+
+@dataclass
+class _Update:
+    """The changes of ``models update``; those relative to the current config (``sets``,
+    ``credentials``) are completed once it is read."""
+
+    changes: dict[str, Any]
+    provider_config: dict[str, Any] | None
+    sets: dict[str, Any]
+    credentials: dict[str, str]
+
+    def is_empty(self) -> bool:
+        return not (
+            self.changes or self.provider_config is not None or self.sets or self.credentials
+        )
+
+    def needs_read(self) -> bool:
+        return bool(self.credentials) or (self.provider_config is None and bool(self.sets))
+
+    def complete(self, current: dict[str, Any] | None) -> None:
+        """Fill in the providerConfig and credentials against ``current`` (the model's wire
+        config; ``None`` when no read was needed) and check them as the core does."""
+        from pydantic import ValidationError
+
+        from registry.core.messages import ConfigChanges
+
+        if self.provider_config is not None:
+            self.changes["providerConfig"] = _merged(self.provider_config, self.sets)
+        elif self.sets and current is not None:
+            base = current.get("providerConfig") or {"provider": current["provider"]}
+            self.changes["providerConfig"] = _merged(base, self.sets)
+        if self.credentials and current is not None:
+            self.changes["credentials"] = _merged(current.get("credentials"), self.credentials)
+        try:
+            ConfigChanges.model_validate(self.changes)
+        except SecretInConfig as exc:
+            fail(f"rejected (SecretInConfig): {exc}", INVALID)
+        except ValidationError as exc:
+            fail(f"rejected (InvalidCommand): {describe_validation_error(exc)[0]}", INVALID)
 
 
 @click.command("unregister")
