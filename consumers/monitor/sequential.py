@@ -142,7 +142,7 @@ def proportion_cs(
 
     def edge(inside: float, out: float) -> float:
         # The log mixture is convex in p with its minimum at p_hat: one crossing each side.
-        for _ in range(100):
+        for _ in range(60):  # to ~1e-18: below any count's resolution
             mid = (inside + out) / 2.0
             if outside(mid):
                 out = mid
