@@ -55,6 +55,7 @@ class Route:
     test_id: str | None = None
     split_version: int | None = None
     champion: ModelState | None = None  # the fallback of a challenger
+    resolved: str | None = None  # the model id the request's name led to
 
 
 class ChampionChallengerRouter:
@@ -93,7 +94,7 @@ class ChampionChallengerRouter:
     @staticmethod
     def _build(requested: ModelState, pair: TestPair | None, variant: Variant) -> Route:
         if pair is None:
-            return Route(served=requested, variant="none")
+            return Route(served=requested, variant="none", resolved=requested.model_id)
         test = pair.test
         return Route(
             served=pair.challenger if variant == "challenger" else pair.champion,
@@ -101,4 +102,5 @@ class ChampionChallengerRouter:
             test_id=test.test_id,
             split_version=test.split_version,
             champion=pair.champion,
+            resolved=requested.model_id,
         )

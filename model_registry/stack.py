@@ -68,6 +68,12 @@ def _monitor(settings: Settings, options: dict[str, Any]) -> Any:
     return Monitor(settings, monitor_path(settings))
 
 
+def _guard(settings: Settings, options: dict[str, Any]) -> Any:
+    from model_registry.guard import Guard
+
+    return Guard(settings)
+
+
 Factory = Callable[[Settings, dict[str, Any]], Any]
 """Builds a fresh component (it has ``run(stop)`` and ``stats``) from the settings and options."""
 
@@ -76,6 +82,7 @@ _FACTORIES: dict[str, Factory] = {
     "projector": _projector,
     "predictor": _predictor,
     "monitor": _monitor,
+    "guard": _guard,
 }
 COMPONENTS = tuple(_FACTORIES)
 

@@ -3,7 +3,9 @@
 ``as_of`` is a time (events with ``occurred_at <= as_of``) or an offset in the model's own
 partition (events at offsets ``<= as_of``). Registry-wide events (``RegistryCleared``) count
 when they fall before the cut: by offset in the same partition, else by time (with several
-partitions there is no order between partitions but time).
+partitions there is no order between partitions but time). Another model's event that
+changes this one (a promotion deprecates its champion, an alias moves away) makes the reader
+fold every event up to the cut (``others``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ Row = Sequence[Any]  # (partition, offset, occurred_at, value)
 
 
 def fold_as_of(
-    model_id: str, own: Sequence[Row], clears: Sequence[Row], as_of: datetime | int
+    model_id: str,
+    own: Sequence[Row],
+    clears: Sequence[Row],
+    as_of: datetime | int,
+    *,
+    others: Sequence[Row] = (),
 ) -> ModelView | None:
-    """Fold ``own`` (the model's applied events) and ``clears`` up to ``as_of``."""
+    """Fold ``own`` (the model's applied events), ``clears`` and ``others`` (other models'
+    events, when theirs changed this one: a promotion, an alias move) up to ``as_of``."""
     if not own:
         return None
     home = own[0][0]
+    clears = [*clears, *others]
     if isinstance(as_of, datetime):
         cut = iso(as_of) or ""
         mine = [r for r in own if r[2] <= cut]

@@ -41,6 +41,12 @@ from registry.core.types import Metrics, ModelConfig, ModelType, Provider, Statu
 __all__ = ["ProjectionReader"]
 
 _GET = f"SELECT {MODEL_COLUMNS} FROM models WHERE model_id = ?"
+_TOUCHED_BY_OTHERS = (
+    "SELECT 1 FROM events WHERE applied = 1 AND ("
+    "(type = 'ChallengerPromoted' AND json_extract(value, '$.payload.championModelId') = ?1) OR "
+    "(type = 'PromotionRolledBack' AND json_extract(value, '$.payload.restoredModelId') = ?1) OR "
+    "(type = 'AliasAssigned' AND json_extract(value, '$.payload.previousModelId') = ?1)) LIMIT 1"
+)
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -144,6 +150,18 @@ class ProjectionReader:
                 if own
                 else []
             )
+            if own and conn.execute(_TOUCHED_BY_OTHERS, (model_id,)).fetchone() is not None:
+                # Another model's event changed this one (a promotion over it, an alias taken
+                # from it): its state then depends on theirs, so the whole log up to the cut
+                # is folded (rare: only for models a promotion or an alias move touched).
+                everything = conn.execute(
+                    "SELECT partition, offset, occurred_at, value FROM events "
+                    "WHERE applied = 1 AND model_id != ? ORDER BY partition, offset",
+                    (REGISTRY_KEY,),
+                ).fetchall()
+                own_set = {(r[0], r[1]) for r in own}
+                others = [r for r in everything if (r[0], r[1]) not in own_set]
+                return fold_as_of(model_id, own, clears, as_of, others=others)
         finally:
             conn.execute("COMMIT")
         return fold_as_of(model_id, own, clears, as_of)

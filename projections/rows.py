@@ -74,9 +74,14 @@ def model_row(state: ModelState, partition: int, offset: int) -> tuple[Any, ...]
         state.revision,
         state.registered_at,
         state.updated_at,
-        *(state.ab_test or _NO_AB),
+        *(state.ab_test[:6] if state.ab_test else _NO_AB),
         partition,
         offset,
+        dumps(list(state.aliases)) if state.aliases else None,
+        state.served_by,
+        state.replaces,
+        state.ab_test.mode if state.ab_test else None,
+        state.ab_test.guardrails if state.ab_test else None,
     )
 
 
@@ -124,6 +129,7 @@ class BatchRows:
                 config, b_config = after.wire, before.wire
                 if (
                     after.ab_test is before.ab_test
+                    and after.aliases is before.aliases
                     and config["status"] == b_config["status"]
                     and config["version"] == b_config["version"]
                 ):
@@ -292,10 +298,11 @@ def _diff(  # noqa: C901 - one comparison per table
     if old is new:
         return
     if old is not None and (new is None or new.test_id != old.test_id):
-        reason = f.reason if kind == "ABTestStopped" else f"ended by {kind}"
+        reason = f.reason if kind in ("ABTestStopped", "ChallengerPromoted") else None
+        reason = reason or f"ended by {kind}"
         rows.ab_updates.append(
             (
-                "stopped",
+                "promoted" if kind == "ChallengerPromoted" else "stopped",
                 at,
                 actor,
                 reason,
@@ -319,6 +326,8 @@ def _diff(  # noqa: C901 - one comparison per table
                 actor,
                 o,
                 p,
+                new.mode,
+                new.guardrails,
             )
         )
         rows.ab_splits.append(

@@ -24,7 +24,7 @@ __all__ = [
     "writer_pragmas",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REGISTRY_REVISION_KEY = "registry_revision"
 
 
@@ -67,8 +67,18 @@ TABLES: tuple[str, ...] = (
         split_version      INTEGER,
         ab_started_at      TEXT,
         last_partition     INTEGER NOT NULL,
-        last_offset        INTEGER NOT NULL
+        last_offset        INTEGER NOT NULL,
+        aliases            TEXT,     -- JSON list of the aliases naming it, NULL for none
+        served_by          TEXT,     -- promoted over: the model serving what names this one
+        replaces           TEXT,     -- promoted: the champion it replaced (rollback target)
+        ab_mode            TEXT,     -- 'split' or 'shadow' while a test runs
+        ab_guardrails      TEXT      -- the running test's guardrails (JSON), if any
     )""",
+    # One row per alias: which model it names now (its history is in ``events``).
+    """CREATE VIEW IF NOT EXISTS model_aliases AS
+        SELECT j.value AS alias, m.model_id, m.version, m.status
+        FROM models AS m, json_each(m.aliases) AS j
+        WHERE m.aliases IS NOT NULL""",
     # Every version an id has carried: its config and status as released, its latest metrics.
     """CREATE TABLE IF NOT EXISTS model_versions (
         model_id          TEXT NOT NULL,
@@ -115,7 +125,9 @@ TABLES: tuple[str, ...] = (
         stopped_by          TEXT,
         stop_reason         TEXT,
         stopped_offset      INTEGER,
-        partition           INTEGER NOT NULL
+        partition           INTEGER NOT NULL,
+        mode                TEXT NOT NULL DEFAULT 'split',
+        guardrails          TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS ab_test_splits (
         test_id             TEXT NOT NULL,

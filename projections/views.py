@@ -6,6 +6,7 @@ must not validate 10,000 configs nobody looks at). Every view is immutable.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,8 @@ MODEL_COLUMNS = (
     "metrics, "
     "revision, registered_at, updated_at, ab_test_id, champion_model_id, traffic_percentage, "
     "ab_routing, "
-    "split_version, ab_started_at, last_partition, last_offset"
+    "split_version, ab_started_at, last_partition, last_offset, aliases, served_by, replaces, "
+    "ab_mode, ab_guardrails"
 )
 
 
@@ -95,6 +97,24 @@ class ModelView:
     ab_started_at = property(lambda self: _dt(self._row[19]))
     last_partition = property(lambda self: int(self._row[20]))
     last_offset = property(lambda self: int(self._row[21]))
+    served_by = property(
+        lambda self: self._row[23],
+        doc="The model serving what is addressed to this one (it was promoted over).",
+    )
+    replaces = property(lambda self: self._row[24], doc="The champion it was promoted over.")
+    ab_mode = property(lambda self: self._row[25])
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """The aliases that name this model."""
+        text = self._row[22]
+        return () if text is None else tuple(json.loads(text))
+
+    @property
+    def guardrails(self) -> dict[str, Any] | None:
+        """The running test's guardrails (wire form), if any."""
+        text = self._row[26]
+        return None if text is None else dict(json.loads(text))
 
     @property
     def metrics(self) -> Metrics | None:
@@ -121,7 +141,12 @@ class ModelView:
                 "routing": self.ab_routing,
                 "splitVersion": self.split_version,
                 "startedAt": self._row[19],
+                "mode": self.ab_mode or "split",
+                "guardrails": self.guardrails,
             },
+            "aliases": list(self.aliases),
+            "servedBy": self.served_by,
+            "replaces": self.replaces,
             "lastPosition": {"partition": self.last_partition, "offset": self.last_offset},
         }
 

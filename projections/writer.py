@@ -45,9 +45,8 @@ _SUPERSEDE = "UPDATE model_versions SET superseded_at = ? WHERE model_id = ? AND
 _INSERT_AB = (
     "INSERT INTO ab_tests (test_id, challenger_model_id, champion_model_id, routing, "
     "traffic_percentage, "
-    "split_version, status, started_at, started_by, started_offset, partition) VALUES ("
-    + ",".join("?" * 11)
-    + ")"
+    "split_version, status, started_at, started_by, started_offset, partition, mode, "
+    "guardrails) VALUES (" + ",".join("?" * 13) + ")"
 )
 _INSERT_SPLIT = "INSERT INTO ab_test_splits VALUES (" + ",".join("?" * 8) + ")"
 _UPDATE_AB = (
@@ -55,7 +54,7 @@ _UPDATE_AB = (
     "stopped_offset = ?, "
     "traffic_percentage = ?, split_version = ? WHERE test_id = ?"
 )
-_UPSERT_MODEL = "INSERT OR REPLACE INTO models VALUES (" + ",".join("?" * 22) + ")"
+_UPSERT_MODEL = "INSERT OR REPLACE INTO models VALUES (" + ",".join("?" * 27) + ")"
 _INSERT_ERROR = "INSERT INTO projection_errors VALUES (" + ",".join("?" * 13) + ")"
 _UPSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (topic, partition, next_offset) VALUES (?, ?, ?) "
@@ -188,18 +187,31 @@ class ProjectionWriter:
         models = state.models
         async with self.db.execute(
             "SELECT model_id, config, revision, registered_at, updated_at, ab_test_id, "
-            "champion_model_id, traffic_percentage, ab_routing, split_version, ab_started_at "
-            "FROM models"
+            "champion_model_id, traffic_percentage, ab_routing, split_version, ab_started_at, "
+            "aliases, served_by, replaces, ab_mode, ab_guardrails FROM models"
         ) as cur:
             for row in await cur.fetchall():
-                mid, cfg, rev, reg_at, upd_at, test_id, champ, pct, routing, split, ab_at = row
+                mid, cfg, rev, reg_at, upd_at, test_id, champ, pct, routing, split, ab_at = row[:11]
+                aliases, served_by, replaces, mode, guardrails = row[11:]
                 ab = (
                     None
                     if test_id is None
-                    else ActiveABTest(test_id, champ, float(pct), routing, split, ab_at)
+                    else ActiveABTest(
+                        test_id, champ, float(pct), routing, split, ab_at, mode, guardrails
+                    )
                 )
-                models[mid] = ModelState(loads(cfg), rev, reg_at, upd_at, ab)
+                models[mid] = ModelState(
+                    loads(cfg),
+                    rev,
+                    reg_at,
+                    upd_at,
+                    ab,
+                    tuple(loads(aliases)) if aliases else (),
+                    served_by,
+                    replaces,
+                )
         state.registry_revision = int(await self.meta(REGISTRY_REVISION_KEY) or 0)
+        state.reindex()
         return state
 
     async def write(self, topic: str, rows: BatchRows, expected: dict[int, int]) -> None:

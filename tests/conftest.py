@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from registry.infra.identity import ensure_local, write_actors
+from registry.infra.identity import ensure_local, ensure_monitor, monitor_entry, write_actors
 from registry.infra.kafka.broker import EmbeddedBroker
 from registry.infra.kafka.topics import ensure_topics
 from registry.infra.settings import DeciderSettings, Settings
@@ -115,7 +115,8 @@ async def settings(
                 "public_key": identity.public_key,
                 "roles": ["admin"],
                 "signs_for": ["*"],
-            }
+            },
+            monitor_entry(ensure_monitor(s)),  # the guard's actor, as `up` names it
         ],
     )
     await ensure_topics(s)

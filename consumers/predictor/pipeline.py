@@ -138,16 +138,19 @@ class PredictionPipeline:
         """Route ``works``; returns those whose model the view does not know (yet), with
         nothing set. An error routing one request fails that request only."""
         view = self.view
-        model, pair, route_of = view.model, view.pair, self.router.route
+        model, resolve, pair, route_of = view.model, view.resolve, view.pair, self.router.route
         unknown: list[Work] = []
         for w in works:
             req = w.request
             try:
                 state = model(req.model_id)
-                if state is None:
-                    unknown.append(w)
-                    continue
-                route = route_of(state, pair(req.model_id), req.unit_id or req.id, req.id)
+                if state is None or state.served_by is not None:
+                    # an alias, or an id promoted over: follow it to the model that serves
+                    state = resolve(req.model_id)
+                    if state is None:
+                        unknown.append(w)
+                        continue
+                route = route_of(state, pair(state.model_id), req.unit_id or req.id, req.id)
                 w.route = route
                 served = w.served = route.served
                 if not served.serves:
@@ -161,7 +164,11 @@ class PredictionPipeline:
 
     @staticmethod
     def not_found(w: Work) -> None:
-        w.failure = ModelNotFound(f"no model '{w.request.model_id}' is registered")
+        name = w.request.model_id
+        if "@" in name:
+            w.failure = ModelNotFound(f"no model has the alias '{name}'")
+        else:
+            w.failure = ModelNotFound(f"no model '{name}' is registered")
 
     def split(self, works: list[Work]) -> tuple[list[Work], dict[str, list[Work]]]:
         """(the works answered already - failed, or from the cache -, the rest by served
@@ -177,7 +184,7 @@ class PredictionPipeline:
             if w.failure is not None or served is None:
                 answered.append(w)
                 continue
-            if caching:
+            if caching and not w.request.explain:  # explanations are never cached
                 try:
                     w.key = key = (served.model_id, served.version, input_hash(w.request.input))
                 except Exception:  # noqa: BLE001 - not cached
@@ -205,9 +212,11 @@ class PredictionPipeline:
         served = group[0].served
         assert served is not None
         inputs = [w.request.input for w in group]
-        outputs = await self._call(served, inputs)
+        explain = [w.request.explain for w in group]
+        flags = explain if any(explain) else None
+        outputs = await self._call(served, inputs, flags)
         if len(group) > 1 and _shared_failure(outputs):
-            outputs = await self._isolate(served, inputs, outputs, [ISOLATE_CALLS])
+            outputs = await self._isolate(served, inputs, outputs, [ISOLATE_CALLS], flags)
         done = time.perf_counter()
         cache = self.cache
         for w, out in zip(group, outputs, strict=True):
@@ -227,11 +236,17 @@ class PredictionPipeline:
                 )
                 w.fallback = w.fallback_reason = None
 
-    async def _call(self, served: ModelState, inputs: list[Any]) -> list[Any]:
-        """``predict_batch``, with any error it raises as every input's failure."""
+    async def _call(
+        self, served: ModelState, inputs: list[Any], explain: list[bool] | None = None
+    ) -> list[Any]:
+        """``predict_batch`` (``explain_batch`` when a request asks ``explain``), with any
+        error it raises as every input's failure."""
         try:
             provider = self.factory.get_provider(served.config)
-            outputs = await provider.predict_batch(inputs)
+            if explain is None:
+                outputs = await provider.predict_batch(inputs)
+            else:
+                outputs = await provider.explain_batch(inputs, explain)
             if len(outputs) != len(inputs):
                 raise ProviderFailed(
                     f"provider of '{served.model_id}' returned {len(outputs)} outputs "
@@ -252,18 +267,25 @@ class PredictionPipeline:
             return [failure] * len(inputs)
 
     async def _isolate(
-        self, served: ModelState, inputs: list[Any], outputs: list[Any], budget: list[int]
+        self,
+        served: ModelState,
+        inputs: list[Any],
+        outputs: list[Any],
+        budget: list[int],
+        explain: list[bool] | None = None,
     ) -> list[Any]:
         """``outputs`` (one failure shared by all ``inputs``), narrowed down by halves."""
         if len(inputs) < 2 or budget[0] < 2:
             return outputs
         middle = len(inputs) // 2
         narrowed: list[Any] = []
-        for part in (inputs[:middle], inputs[middle:]):
+        for lo, hi in ((0, middle), (middle, len(inputs))):
+            part = inputs[lo:hi]
+            flags = explain[lo:hi] if explain is not None and any(explain[lo:hi]) else None
             budget[0] -= 1
-            out = await self._call(served, part)
+            out = await self._call(served, part, flags)
             if len(part) > 1 and _shared_failure(out):
-                out = await self._isolate(served, part, out, budget)
+                out = await self._isolate(served, part, out, budget, flags)
             narrowed.extend(out)
         return narrowed
 
@@ -292,7 +314,7 @@ class PredictionPipeline:
             )
             w.served, w.failure = route.champion, None
             w.key, hit = None, MISSING
-            if self.cache.enabled:
+            if self.cache.enabled and not w.request.explain:
                 try:
                     w.key = (
                         route.champion.model_id,

@@ -101,6 +101,10 @@ class ResultWriter:
             "requested_model_id": requested,
             "variant": route.variant if route is not None else "none",
         }
+        if "@" in requested:
+            out["alias"] = requested
+        if route is not None and route.resolved is not None:
+            out["resolved_model_id"] = route.resolved
         if served is not None:
             out["served_model_id"] = served.model_id
             out["served_version"] = served.version

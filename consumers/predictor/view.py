@@ -58,6 +58,12 @@ class RegistryView:
         state = self.state.models.get(model_id)
         return state if state is not None and state.live else None
 
+    def resolve(self, name: str) -> ModelState | None:
+        """The live model that serves what is addressed to ``name`` (a model id or an alias),
+        following promotions (``RegistryState.resolve``), or None."""
+        state = self.state.resolve(name)[0]
+        return state if state is not None and state.live else None
+
     def pair(self, model_id: str) -> TestPair | None:
         """The running test ``model_id`` takes part in (as champion or challenger), or None."""
         return self._pairs.get(model_id)

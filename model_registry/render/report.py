@@ -29,13 +29,20 @@ def _num(v: float | None, digits: int = 1) -> str:
 
 
 def _diff(c: Comparison | None) -> str:
-    if c is None or c.difference is None:
+    """The sequential interval (valid at every look), then the fixed-horizon one."""
+    if c is None:
         return "-"
-    d = c.difference
+    d = c.sequential or c.difference
+    if d is None:
+        return "-"
     pct = c.metric in {"error rate", "accuracy"}
     scale, unit = (100, " pp") if pct else (1, "")
     mark = {"better": " (better)", "worse": " (worse)"}.get(c.finding or "", "")
-    return f"{d.estimate * scale:+.2f}{unit} [{d.low * scale:+.2f}, {d.high * scale:+.2f}]{mark}"
+    text = f"{d.estimate * scale:+.2f}{unit} [{d.low * scale:+.2f}, {d.high * scale:+.2f}]{mark}"
+    fh = c.fixed_horizon
+    if fh is not None and c.sequential is not None:
+        text += f" (fixed-horizon [{fh.low * scale:+.2f}, {fh.high * scale:+.2f}])"
+    return text
 
 
 def report_renderable(r: ComparisonReport) -> Group:
@@ -51,7 +58,7 @@ def report_renderable(r: ComparisonReport) -> Group:
     table.add_column("metric")
     table.add_column("champion", justify="right")
     table.add_column("challenger", justify="right")
-    table.add_column("challenger - champion [95% CI]", justify="right")
+    table.add_column("challenger - champion [sequential 95% CS]", justify="right")
     a, b = r.champion, r.challenger
     rows: list[tuple[str, Callable[[VariantStats], str], str]] = [
         ("requests", lambda v: str(v.requests), ""),
@@ -62,11 +69,14 @@ def report_renderable(r: ComparisonReport) -> Group:
         ),
         ("errors", lambda v: str(v.errors), ""),
         ("error rate", lambda v: _pct(v.error_rate), _diff(r.error_rate)),
-        ("fallbacks", lambda v: str(v.fallbacks), ""),
+        ("fallbacks (counted as errors)", lambda v: str(v.fallbacks), ""),
+        ("fallback outcomes (not scored)", lambda v: str(v.fallback_outcomes), ""),
         ("cache hits", lambda v: str(v.cache_hits), ""),
+        ("mean latency ms (own answers)", lambda v: _num(v.mean_latency_ms, 2), _diff(r.latency)),
         ("latency p50 ms", lambda v: _num(v.latency_ms.get("p50"), 2), ""),
         ("latency p95 ms", lambda v: _num(v.latency_ms.get("p95"), 2), ""),
         ("latency p99 ms", lambda v: _num(v.latency_ms.get("p99"), 2), ""),
+        ("latency p99 ms, all requests", lambda v: _num(v.latency_all_ms.get("p99"), 2), ""),
         ("scored outcomes", lambda v: str(v.scored), ""),
     ]
     if r.quality is not None and r.quality.metric == "MAE":

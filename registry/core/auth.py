@@ -12,7 +12,8 @@ Roles (an actor holds any of them; ``admin`` holds all):
 
 - ``author``: register, release, record metrics, update configs, move a model between
   ``training`` and ``testing``;
-- ``deployer``: activate, deprecate, unregister; start, change and stop A/B tests;
+- ``deployer``: activate, deprecate, unregister; start, change and stop A/B tests; promote,
+  roll back, assign and remove aliases;
 - ``admin``: all of the above, and ``ClearRegistry``.
 
 With four eyes on, the actor who registered or released a version cannot activate it.

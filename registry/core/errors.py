@@ -68,6 +68,8 @@ class RejectionCode(StrEnum):
     AB_TEST_CONFLICT = "ABTestConflict"
     AB_TEST_NOT_RUNNING = "ABTestNotRunning"
     AB_TEST_RUNNING = "ABTestRunning"
+    ALIAS_INVALID = "AliasInvalid"
+    NOTHING_TO_ROLL_BACK = "NothingToRollBack"
     CLEAR_NOT_ALLOWED = "ClearNotAllowed"
     UNAUTHENTICATED = "Unauthenticated"
     FORBIDDEN = "Forbidden"

@@ -19,8 +19,11 @@ from typing import Annotated, Any, ClassVar, Literal, Self, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from registry.core.types import (
+    ALIAS_PATTERN,
     MODEL_ID_PATTERN,
+    ABMode,
     CredentialRefs,
+    Guardrails,
     Metrics,
     ModelConfig,
     ProviderConfig,
@@ -35,6 +38,7 @@ REGISTRY_KEY = "__registry__"
 """Aggregate id of registry-wide messages (``ClearRegistry`` / ``RegistryCleared``)."""
 
 ModelId = Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
+Alias = Annotated[str, Field(pattern=ALIAS_PATTERN)]
 Reason = Annotated[str, Field(max_length=2000)]
 Traffic = Annotated[float, Field(ge=0, le=100)]
 
@@ -133,7 +137,11 @@ class ChangeStatusPayload(WireModel):
 
 
 class RecordMetricsPayload(WireModel):
+    """In a command, ``metrics`` merge into the model's current set unless ``replace`` is true
+    (then they are the whole set). In the event, ``metrics`` is the resulting whole set."""
+
     metrics: Metrics
+    replace: bool | None = None
 
 
 class UpdateConfigPayload(WireModel):
@@ -144,10 +152,32 @@ class StartABTestPayload(WireModel):
     champion_model_id: ModelId
     traffic_percentage: Traffic
     routing: Routing = "hash"
+    mode: ABMode = "split"
+    guardrails: Guardrails | None = None
+
+
+class Evidence(WireModel):
+    """What the report said when a promotion was decided (kept in the event for the audit)."""
+
+    verdict: Annotated[str, Field(max_length=200)]
+    figures: Annotated[dict[str, float | int | str | None], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
+    report_at: datetime | None = None
+
+
+class PromotePayload(WireModel):
+    reason: Reason | None = None
+    evidence: Evidence | None = None
+
+
+class AliasPayload(WireModel):
+    alias: Alias
 
 
 class ChangeABTrafficPayload(WireModel):
     traffic_percentage: Traffic
+    reason: Reason | None = None
 
 
 class ReasonPayload(WireModel):
@@ -165,6 +195,9 @@ class ModelVersionReleasedPayload(WireModel):
     status: Status
     metrics: Metrics | None = None
     changes: ConfigChanges = Field(default_factory=ConfigChanges)
+    resets_metrics: bool | None = None
+    """True: the new version starts with ``metrics`` only (the previous version's stay on that
+    version). Absent in events written before it existed, which carried the metrics over."""
 
 
 class ModelStatusChangedPayload(WireModel):
@@ -179,6 +212,8 @@ class ABTestStartedPayload(WireModel):
     traffic_percentage: Traffic
     routing: Routing = "hash"
     split_version: int = 1
+    mode: ABMode | None = None
+    guardrails: Guardrails | None = None
 
 
 class ABTestTrafficChangedPayload(WireModel):
@@ -186,11 +221,36 @@ class ABTestTrafficChangedPayload(WireModel):
     previous_percentage: Traffic
     traffic_percentage: Traffic
     split_version: int
+    reason: Reason | None = None
 
 
 class ABTestStoppedPayload(WireModel):
     test_id: str
     reason: Reason | None = None
+
+
+class ChallengerPromotedPayload(WireModel):
+    test_id: str
+    champion_model_id: ModelId
+    champion_version: SemVerStr
+    version: SemVerStr
+    aliases: list[Alias] = Field(default_factory=list)
+    """The aliases moved from the champion to the challenger."""
+    reason: Reason | None = None
+    evidence: Evidence | None = None
+
+
+class PromotionRolledBackPayload(WireModel):
+    restored_model_id: ModelId
+    restored_version: SemVerStr
+    aliases: list[Alias] = Field(default_factory=list)
+    """The aliases moved back to the restored model."""
+    reason: Reason | None = None
+
+
+class AliasAssignedPayload(WireModel):
+    alias: Alias
+    previous_model_id: ModelId | None = None
 
 
 class ModelUnregisteredPayload(WireModel):
@@ -285,6 +345,33 @@ class StopABTest(CommandBase):
     payload: ReasonPayload = Field(default_factory=ReasonPayload)
 
 
+class PromoteChallenger(CommandBase):
+    """End the challenger's test by making it the served model for everything addressed to
+    its champion (the champion's id and aliases); the champion is deprecated."""
+
+    type: Literal["PromoteChallenger"] = "PromoteChallenger"
+    payload: PromotePayload = Field(default_factory=PromotePayload)
+
+
+class RollbackPromotion(CommandBase):
+    """Undo the promotion that made this model the served one: its predecessor serves again."""
+
+    type: Literal["RollbackPromotion"] = "RollbackPromotion"
+    payload: ReasonPayload = Field(default_factory=ReasonPayload)
+
+
+class AssignAlias(CommandBase):
+    """Point ``alias`` at this model (moving it from any other); the model must be active."""
+
+    type: Literal["AssignAlias"] = "AssignAlias"
+    payload: AliasPayload
+
+
+class RemoveAlias(CommandBase):
+    type: Literal["RemoveAlias"] = "RemoveAlias"
+    payload: AliasPayload
+
+
 class UnregisterModel(CommandBase):
     type: Literal["UnregisterModel"] = "UnregisterModel"
     payload: ReasonPayload = Field(default_factory=ReasonPayload)
@@ -355,6 +442,26 @@ class ABTestTrafficChanged(EventBase):
 class ABTestStopped(EventBase):
     type: Literal["ABTestStopped"] = "ABTestStopped"
     payload: ABTestStoppedPayload
+
+
+class ChallengerPromoted(EventBase):
+    type: Literal["ChallengerPromoted"] = "ChallengerPromoted"
+    payload: ChallengerPromotedPayload
+
+
+class PromotionRolledBack(EventBase):
+    type: Literal["PromotionRolledBack"] = "PromotionRolledBack"
+    payload: PromotionRolledBackPayload
+
+
+class AliasAssigned(EventBase):
+    type: Literal["AliasAssigned"] = "AliasAssigned"
+    payload: AliasAssignedPayload
+
+
+class AliasRemoved(EventBase):
+    type: Literal["AliasRemoved"] = "AliasRemoved"
+    payload: AliasPayload
 
 
 class ModelUnregistered(EventBase):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry.core.messages import utc_now
-from registry.core.types import MODEL_ID_PATTERN
+from registry.core.types import ALIAS_PATTERN, MODEL_ID_PATTERN
 
 __all__ = [
     "EXPLANATION_MAX_CONTRIBUTIONS",
@@ -30,7 +30,9 @@ __all__ = [
     "result_id",
 ]
 
-Variant = Literal["champion", "challenger", "none"]
+Variant = Literal["champion", "challenger", "shadow", "none"]
+"""``shadow``: a mirrored copy of a champion's request answered by a shadow challenger; its
+result goes to ``predictions.shadow`` and is never anyone's answer."""
 RESULT_NAMESPACE = uuid.UUID("0b8e7c2a-5d41-4f0e-8f7e-3c9a6d2b1e44")
 RequestId = Annotated[str, Field(min_length=1, max_length=128)]
 EXPLANATION_MAX_CONTRIBUTIONS = 20
@@ -59,7 +61,8 @@ class PredictionRequest(_Message):
 
     type: Literal["PredictionRequest"] = "PredictionRequest"
     id: RequestId = Field(default_factory=lambda: str(uuid.uuid4()))
-    model_id: Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
+    model_id: Annotated[str, Field(pattern=f"{MODEL_ID_PATTERN}|{ALIAS_PATTERN}")]
+    """A model id, or an alias (``lead-scoring@production``) that names one."""
     unit_id: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     input: dict[str, Any] | list[Any] | str
     explain: Annotated[bool, Field(exclude_if=lambda v: v is False)] = False
@@ -123,6 +126,10 @@ class PredictionResult(_Message):
     id: str
     request_id: RequestId
     requested_model_id: str
+    alias: str | None = None
+    """The alias the request named, if it named one."""
+    resolved_model_id: str | None = None
+    """The model the requested id or alias led to (after promotions), before the A/B split."""
     served_model_id: str | None = None
     served_version: str | None = None
     unit_id: str | None = None

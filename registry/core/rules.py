@@ -29,6 +29,13 @@ from registry.core.messages import (
     ABTestStoppedPayload,
     ABTestTrafficChanged,
     ABTestTrafficChangedPayload,
+    AliasAssigned,
+    AliasAssignedPayload,
+    AliasPayload,
+    AliasRemoved,
+    AssignAlias,
+    ChallengerPromoted,
+    ChallengerPromotedPayload,
     ChangeABTraffic,
     ChangeStatus,
     ClearRegistry,
@@ -43,12 +50,17 @@ from registry.core.messages import (
     ModelUnregisteredPayload,
     ModelVersionReleased,
     ModelVersionReleasedPayload,
+    PromoteChallenger,
+    PromotionRolledBack,
+    PromotionRolledBackPayload,
     RecordMetrics,
     RecordMetricsPayload,
     RegisterModel,
     RegistryCleared,
     RegistryClearedPayload,
     ReleaseVersion,
+    RemoveAlias,
+    RollbackPromotion,
     StartABTest,
     StopABTest,
     UnregisterModel,
@@ -56,7 +68,7 @@ from registry.core.messages import (
     UpdateConfigPayload,
 )
 from registry.core.state import ModelState, RegistryState, ab_test_id, apply_changes
-from registry.core.types import Provider, ProviderConfig, SemVer, Status
+from registry.core.types import Metrics, Provider, ProviderConfig, SemVer, Status
 
 __all__ = [
     "INITIAL_STATUSES",
@@ -325,12 +337,16 @@ def _release(cmd: ReleaseVersion, ctx: _Context) -> Decision:
         blocked = _running_test_blocks(state, ctx.registry, f"releasing {p.version} as {status}")
         if blocked:
             return blocked
+        blocked = _aliases_block(state, f"releasing {p.version} as {status}")
+        if blocked:
+            return blocked
     payload = ModelVersionReleasedPayload(
         version=p.version,
         previous_version=state.version,
         status=status,
         metrics=p.metrics,
         changes=p.changes,
+        resets_metrics=True,
     )
     return (ModelVersionReleased(payload=payload, **ctx.event(cmd, state.revision + 1)),)
 
@@ -366,6 +382,9 @@ def _status(cmd: ChangeStatus, ctx: _Context) -> Decision:
         blocked = _running_test_blocks(state, ctx.registry, f"moving it to {to}")
         if blocked:
             return blocked
+        blocked = _aliases_block(state, f"moving it to {to}")
+        if blocked:
+            return blocked
     payload = ModelStatusChangedPayload.model_validate(
         {"from": state.status, "to": to, "reason": cmd.payload.reason}
     )
@@ -390,8 +409,16 @@ def _unregister(cmd: UnregisterModel, ctx: _Context) -> Decision:
 
 @_decides(RecordMetrics)
 def _metrics(cmd: RecordMetrics, ctx: _Context) -> Decision:
+    """The event holds the whole resulting set: the recorded metrics merged into the current
+    ones (or replacing them), so the fold and every reader see one value."""
     state = _state(cmd, ctx)
-    payload = RecordMetricsPayload(metrics=cmd.payload.metrics)
+    given = cmd.payload.metrics.wire()
+    current = state.metrics or {}
+    merged = given if cmd.payload.replace else {**current, **given}
+    if merged == current and state.metrics is not None:
+        return ()
+    metrics = Metrics.model_validate(merged)
+    payload = RecordMetricsPayload(metrics=metrics)
     return (ModelMetricsRecorded(payload=payload, **ctx.event(cmd, state.revision + 1)),)
 
 
@@ -422,12 +449,14 @@ def _update(cmd: UpdateConfig, ctx: _Context) -> Decision:
 # --------------------------------------------------------------------------- A/B tests
 
 
-def _ab_problem(
+def _ab_problem(  # noqa: C901 - one check per rule of a test
     challenger_id: str,
     challenger_type: str,
     challenger_status: Status,
     champion_id: str,
     registry: RegistryState,
+    *,
+    shadow: bool = False,
 ) -> Rejection | None:
     invalid = RejectionCode.AB_TEST_INVALID
     if champion_id == challenger_id:
@@ -441,11 +470,25 @@ def _ab_problem(
             f"champion '{champion_id}' is {champion.status}; it must be active.",
             "championModelId",
         )
-    if challenger_status is not Status.ACTIVE:
+    if shadow and challenger_status not in (Status.TESTING, Status.ACTIVE):
         return _reject(
             invalid,
-            f"challenger '{challenger_id}' is {challenger_status}; it must be active.",
+            f"challenger '{challenger_id}' is {challenger_status}; a shadow challenger must be "
+            "testing or active.",
             "status",
+        )
+    if not shadow and challenger_status is not Status.ACTIVE:
+        return _reject(
+            invalid,
+            f"challenger '{challenger_id}' is {challenger_status}; it must be active "
+            "(or run a shadow test, mode 'shadow', while it is testing).",
+            "status",
+        )
+    if champion.served_by is not None:
+        return _reject(
+            invalid,
+            f"champion '{champion_id}' was promoted over by '{champion.served_by}'.",
+            "championModelId",
         )
     if str(champion.type) != challenger_type:
         return _reject(
@@ -500,6 +543,8 @@ def _ab_start(cmd: StartABTest, ctx: _Context) -> Decision:
         if (
             running.champion_model_id == p.champion_model_id
             and running.traffic_percentage == p.traffic_percentage
+            and running.mode == p.mode
+            and running.guardrails_wire() == (p.guardrails.wire() if p.guardrails else None)
         ):
             return ()
         return _reject(
@@ -508,7 +553,12 @@ def _ab_start(cmd: StartABTest, ctx: _Context) -> Decision:
             "change its traffic or stop it first.",
         )
     problem = _ab_problem(
-        cmd.model_id, str(state.type), state.status, p.champion_model_id, ctx.registry
+        cmd.model_id,
+        str(state.type),
+        state.status,
+        p.champion_model_id,
+        ctx.registry,
+        shadow=p.mode == "shadow",
     )
     if problem:
         return problem
@@ -518,6 +568,8 @@ def _ab_start(cmd: StartABTest, ctx: _Context) -> Decision:
         champion_model_id=p.champion_model_id,
         traffic_percentage=p.traffic_percentage,
         routing=p.routing,
+        mode="shadow" if p.mode == "shadow" else None,
+        guardrails=p.guardrails,
     )
     return (ABTestStarted(payload=payload, **ctx.event(cmd, revision)),)
 
@@ -537,6 +589,7 @@ def _ab_traffic(cmd: ChangeABTraffic, ctx: _Context) -> Decision:
         previous_percentage=ab.traffic_percentage,
         traffic_percentage=cmd.payload.traffic_percentage,
         split_version=ab.split_version + 1,
+        reason=cmd.payload.reason,
     )
     return (ABTestTrafficChanged(payload=payload, **ctx.event(cmd, state.revision + 1)),)
 
@@ -550,6 +603,126 @@ def _ab_stop(cmd: StopABTest, ctx: _Context) -> Decision:
         )
     payload = ABTestStoppedPayload(test_id=state.ab_test.test_id, reason=cmd.payload.reason)
     return (ABTestStopped(payload=payload, **ctx.event(cmd, state.revision + 1)),)
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+@_decides(PromoteChallenger)
+def _promote(cmd: PromoteChallenger, ctx: _Context) -> Decision:
+    state = _state(cmd, ctx)
+    ab = state.ab_test
+    if ab is None:
+        return _reject(
+            RejectionCode.AB_TEST_NOT_RUNNING,
+            f"'{cmd.model_id}' runs no A/B test as challenger; only a challenger is promoted.",
+        )
+    if state.status is not Status.ACTIVE:
+        return _reject(
+            RejectionCode.INVALID_TRANSITION,
+            f"'{cmd.model_id}' is {state.status}; activate it before promoting it (a shadow "
+            "challenger is A/B tested first).",
+            "status",
+        )
+    champion = ctx.registry.models.get(ab.champion_model_id)
+    if champion is None or not champion.live or champion.status is not Status.ACTIVE:
+        return _reject(
+            RejectionCode.AB_TEST_INVALID,
+            f"champion '{ab.champion_model_id}' is not active; stop the test instead.",
+            "championModelId",
+        )
+    payload = ChallengerPromotedPayload(
+        test_id=ab.test_id,
+        champion_model_id=champion.model_id,
+        champion_version=champion.version,
+        version=state.version,
+        aliases=list(champion.aliases),
+        reason=cmd.payload.reason,
+        evidence=cmd.payload.evidence,
+    )
+    return (ChallengerPromoted(payload=payload, **ctx.event(cmd, state.revision + 1)),)
+
+
+@_decides(RollbackPromotion)
+def _rollback(cmd: RollbackPromotion, ctx: _Context) -> Decision:
+    state = _state(cmd, ctx)
+    previous = state.replaces
+    if previous is None:
+        return _reject(
+            RejectionCode.NOTHING_TO_ROLL_BACK,
+            f"'{cmd.model_id}' was not promoted over another model; nothing to roll back.",
+        )
+    restored = ctx.registry.models.get(previous)
+    if restored is None or not restored.live or restored.served_by != state.model_id:
+        return _reject(
+            RejectionCode.NOTHING_TO_ROLL_BACK,
+            f"'{previous}' no longer waits behind '{cmd.model_id}' (unregistered, or moved "
+            "since); register or activate it instead.",
+        )
+    if state.status is not Status.ACTIVE:
+        return _reject(
+            RejectionCode.INVALID_TRANSITION,
+            f"'{cmd.model_id}' is {state.status}; only the serving model is rolled back.",
+            "status",
+        )
+    blocked = _running_test_blocks(state, ctx.registry, "rolling it back")
+    if blocked:
+        return blocked
+    payload = PromotionRolledBackPayload(
+        restored_model_id=restored.model_id,
+        restored_version=restored.version,
+        aliases=list(state.aliases),
+        reason=cmd.payload.reason,
+    )
+    return (PromotionRolledBack(payload=payload, **ctx.event(cmd, state.revision + 1)),)
+
+
+# --------------------------------------------------------------------------- aliases
+
+
+def _aliases_block(state: ModelState, what: str) -> Rejection | None:
+    """An alias names an active model only: refuse what would leave one on another."""
+    if state.aliases:
+        return _reject(
+            RejectionCode.ALIAS_INVALID,
+            f"'{state.model_id}' is named by {', '.join(state.aliases)}; move or remove "
+            f"{'it' if len(state.aliases) == 1 else 'them'} before {what}.",
+            "aliases",
+        )
+    return None
+
+
+@_decides(AssignAlias)
+def _assign_alias(cmd: AssignAlias, ctx: _Context) -> Decision:
+    state = _state(cmd, ctx)
+    alias = cmd.payload.alias
+    if state.status is not Status.ACTIVE:
+        return _reject(
+            RejectionCode.ALIAS_INVALID,
+            f"'{cmd.model_id}' is {state.status}; an alias names an active model only.",
+            "status",
+        )
+    holder = ctx.registry.aliases.get(alias)
+    if holder == cmd.model_id:
+        return ()
+    payload = AliasAssignedPayload(alias=alias, previous_model_id=holder)
+    return (AliasAssigned(payload=payload, **ctx.event(cmd, state.revision + 1)),)
+
+
+@_decides(RemoveAlias)
+def _remove_alias(cmd: RemoveAlias, ctx: _Context) -> Decision:
+    state = _state(cmd, ctx)
+    alias = cmd.payload.alias
+    if alias not in state.aliases:
+        holder = ctx.registry.aliases.get(alias)
+        where = f"it names '{holder}'" if holder else "no model has it"
+        return _reject(
+            RejectionCode.ALIAS_INVALID,
+            f"'{cmd.model_id}' has no alias '{alias}' ({where}).",
+            "alias",
+        )
+    payload = AliasPayload(alias=alias)
+    return (AliasRemoved(payload=payload, **ctx.event(cmd, state.revision + 1)),)
 
 
 _UNDECIDED = set(COMMANDS.values()) - set(_RULES)

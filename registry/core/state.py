@@ -32,18 +32,24 @@ from registry.core.messages import (
     ABTestStarted,
     ABTestStopped,
     ABTestTrafficChanged,
+    AliasAssigned,
+    AliasRemoved,
+    ChallengerPromoted,
     EventBase,
     ModelConfigUpdated,
     ModelMetricsRecorded,
     ModelStatusChanged,
     ModelUnregistered,
     ModelVersionReleased,
+    PromotionRolledBack,
 )
 from registry.core.types import ModelConfig, ModelType, Provider, Status
 
 __all__ = [
     "CONFIG_FIELDS",
+    "CROSS_EFFECTS",
     "EFFECTS",
+    "MAX_FORWARDS",
     "ActiveABTest",
     "Change",
     "Fact",
@@ -168,6 +174,17 @@ class ActiveABTest(NamedTuple):
     routing: str
     split_version: int
     started_at: str  # fixed-width UTC text
+    mode: str = "split"
+    """``split`` or ``shadow`` (registry.core.types.ABMode)."""
+    guardrails: str | None = None
+    """The test's guardrails as wire JSON text (hashable), if any."""
+
+    @property
+    def shadow(self) -> bool:
+        return self.mode == "shadow"
+
+    def guardrails_wire(self) -> Wire | None:
+        return None if self.guardrails is None else dict(loads(self.guardrails))
 
 
 class ModelState:
@@ -179,13 +196,29 @@ class ModelState:
     first time it is asked for and kept; the fold itself never needs it.
     """
 
-    __slots__ = ("wire", "revision", "registered_at", "updated_at", "ab_test", "_config")
+    __slots__ = (
+        "wire",
+        "revision",
+        "registered_at",
+        "updated_at",
+        "ab_test",
+        "aliases",
+        "served_by",
+        "replaces",
+        "_config",
+    )
 
     wire: Final[Wire]
     revision: Final[int]
     registered_at: Final[str]
     updated_at: Final[str]
     ab_test: Final[ActiveABTest | None]
+    aliases: Final[tuple[str, ...]]
+    """The aliases that name this model (sorted)."""
+    served_by: Final[str | None]
+    """The model that serves what is addressed to this one (set when it was promoted over)."""
+    replaces: Final[str | None]
+    """The champion this model was promoted over (what a rollback restores)."""
     _config: ModelConfig | None
 
     def __init__(
@@ -195,13 +228,54 @@ class ModelState:
         registered_at: str,
         updated_at: str,
         ab_test: ActiveABTest | None = None,
+        aliases: tuple[str, ...] = (),
+        served_by: str | None = None,
+        replaces: str | None = None,
     ) -> None:
         self.wire = wire
         self.revision = revision
         self.registered_at = registered_at
         self.updated_at = updated_at
         self.ab_test = ab_test
+        self.aliases = aliases
+        self.served_by = served_by
+        self.replaces = replaces
         self._config = None
+
+    def next(self, wire: Wire, revision: int, at: str, ab_test: ActiveABTest | None) -> ModelState:
+        """The state after an event of this model (aliases and promotion links carried)."""
+        return ModelState(
+            wire,
+            revision,
+            self.registered_at,
+            at,
+            ab_test,
+            self.aliases,
+            self.served_by,
+            self.replaces,
+        )
+
+    def relinked(
+        self,
+        *,
+        wire: Wire | None = None,
+        at: str | None = None,
+        aliases: tuple[str, ...] | None = None,
+        served_by: str | None | bool = False,
+        replaces: str | None | bool = False,
+        ab_test: ActiveABTest | None | bool = False,
+    ) -> ModelState:
+        """A copy with some of its fields changed (``False``: keep)."""
+        return ModelState(
+            self.wire if wire is None else wire,
+            self.revision,
+            self.registered_at,
+            self.updated_at if at is None else at,
+            self.ab_test if ab_test is False else ab_test,  # type: ignore[arg-type]
+            self.aliases if aliases is None else aliases,
+            self.served_by if served_by is False else served_by,  # type: ignore[arg-type]
+            self.replaces if replaces is False else replaces,  # type: ignore[arg-type]
+        )
 
     # ------------------------------------------------------------ what it holds
 
@@ -266,6 +340,9 @@ class ModelState:
             self.registered_at,
             self.updated_at,
             self.ab_test,
+            self.aliases,
+            self.served_by,
+            self.replaces,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -315,12 +392,17 @@ def apply_changes(config: Wire, changes: Wire) -> Wire:
 
 
 def _ab_wire(ab: ActiveABTest) -> Wire:
-    return {
+    wire: Wire = {
         "enabled": True,
         "trafficPercentage": ab.traffic_percentage,
         "championModelId": ab.champion_model_id,
         "routing": ab.routing,
     }
+    if ab.mode != "split":
+        wire["mode"] = ab.mode
+    if ab.guardrails is not None:
+        wire["guardrails"] = loads(ab.guardrails)
+    return wire
 
 
 Effect = Callable[[ModelState, Fact], ModelState]
@@ -336,6 +418,10 @@ def _effect(event: type[EventBase]) -> Callable[[Effect], Effect]:
     return register
 
 
+def _guardrails_text(value: Any) -> str | None:
+    return None if value is None else dumps(value)
+
+
 def _registered(f: Fact) -> ModelState:
     config = f.payload
     ab_cfg = config.get("abTest")
@@ -348,6 +434,8 @@ def _registered(f: Fact) -> ModelState:
             ab_cfg.get("routing", "hash"),
             1,
             f.at,
+            ab_cfg.get("mode") or "split",
+            _guardrails_text(ab_cfg.get("guardrails")),
         )
     return ModelState(config, f.revision, f.at, f.at, ab)
 
@@ -359,7 +447,9 @@ def _released(s: ModelState, f: Fact) -> ModelState:
     metrics = p.get("metrics")
     if metrics is not None:
         update["metrics"] = metrics
-    return ModelState(_replace(s.wire, update), f.revision, s.registered_at, f.at, s.ab_test)
+    elif p.get("resetsMetrics"):
+        update["metrics"] = None  # the previous version's metrics stay on that version
+    return s.next(_replace(s.wire, update), f.revision, f.at, s.ab_test)
 
 
 def _set_field(config: Wire, key: str, value: Any) -> Wire:
@@ -375,24 +465,18 @@ def _set_field(config: Wire, key: str, value: Any) -> Wire:
 def _status_changed(s: ModelState, f: Fact) -> ModelState:
     wire = s.wire.copy()  # the status is always there: it keeps its place
     wire["status"] = f.payload["to"]
-    return ModelState(wire, f.revision, s.registered_at, f.at, s.ab_test)
+    return s.next(wire, f.revision, f.at, s.ab_test)
 
 
 @_effect(ModelMetricsRecorded)
 def _metrics_recorded(s: ModelState, f: Fact) -> ModelState:
-    return ModelState(
-        _set_field(s.wire, "metrics", f.payload["metrics"]),
-        f.revision,
-        s.registered_at,
-        f.at,
-        s.ab_test,
-    )
+    return s.next(_set_field(s.wire, "metrics", f.payload["metrics"]), f.revision, f.at, s.ab_test)
 
 
 @_effect(ModelConfigUpdated)
 def _config_updated(s: ModelState, f: Fact) -> ModelState:
     wire = apply_changes(s.wire, f.payload.get("changes", {}))
-    return ModelState(wire, f.revision, s.registered_at, f.at, s.ab_test)
+    return s.next(wire, f.revision, f.at, s.ab_test)
 
 
 @_effect(ABTestStarted)
@@ -405,36 +489,37 @@ def _ab_started(s: ModelState, f: Fact) -> ModelState:
         p.get("routing", "hash"),
         p.get("splitVersion", 1),
         f.at,
+        p.get("mode") or "split",
+        _guardrails_text(p.get("guardrails")),
     )
-    return ModelState(
-        _replace(s.wire, {"abTest": _ab_wire(ab)}), f.revision, s.registered_at, f.at, ab
-    )
+    return s.next(_replace(s.wire, {"abTest": _ab_wire(ab)}), f.revision, f.at, ab)
 
 
 @_effect(ABTestTrafficChanged)
 def _ab_traffic(s: ModelState, f: Fact) -> ModelState:
     ab = s.ab_test
     if ab is None:  # nothing runs: the split of no test changes nothing but the revision
-        return ModelState(s.wire, f.revision, s.registered_at, f.at, None)
+        return s.next(s.wire, f.revision, f.at, None)
     ab = ab._replace(
         traffic_percentage=f.payload["trafficPercentage"], split_version=f.payload["splitVersion"]
     )
-    return ModelState(
-        _replace(s.wire, {"abTest": _ab_wire(ab)}), f.revision, s.registered_at, f.at, ab
-    )
+    return s.next(_replace(s.wire, {"abTest": _ab_wire(ab)}), f.revision, f.at, ab)
+
+
+def _without_test(s: ModelState) -> Wire:
+    return _replace(s.wire, {"abTest": None}) if "abTest" in s.wire else s.wire
 
 
 @_effect(ABTestStopped)
 def _ab_stopped(s: ModelState, f: Fact) -> ModelState:
-    wire = _replace(s.wire, {"abTest": None}) if "abTest" in s.wire else s.wire
-    return ModelState(wire, f.revision, s.registered_at, f.at, None)
+    return s.next(_without_test(s), f.revision, f.at, None)
 
 
 def _unregistered(s: ModelState, at: str, revision: int) -> ModelState:
     wire = s.wire.copy()
     wire["status"] = "unregistered"
     wire.pop("abTest", None)
-    return ModelState(wire, revision, s.registered_at, at, None)
+    return ModelState(wire, revision, s.registered_at, at, None, (), None, None)
 
 
 @_effect(ModelUnregistered)
@@ -442,8 +527,109 @@ def _model_unregistered(s: ModelState, f: Fact) -> ModelState:
     return _unregistered(s, f.at, f.revision)
 
 
+# Events that change other models besides their own (an alias moves, a promotion forwards
+# the champion): ``RegistryState.apply`` runs them. The other models' revisions do not move
+# (a revision counts a model's own events); their ``updated_at`` does.
+CrossEffect = Callable[["RegistryState", ModelState, Fact], list[Change]]
+CROSS_EFFECTS: dict[str, CrossEffect] = {}
+
+
+def _cross(event: type[EventBase]) -> Callable[[CrossEffect], CrossEffect]:
+    def register(fn: CrossEffect) -> CrossEffect:
+        CROSS_EFFECTS[event.TYPE] = fn
+        return fn
+
+    return register
+
+
+def _with_status(wire: Wire, status: str) -> Wire:
+    wire = wire.copy()
+    wire["status"] = status
+    return wire
+
+
+@_cross(AliasAssigned)
+def _alias_assigned(reg: RegistryState, s: ModelState, f: Fact) -> list[Change]:
+    alias = f.payload["alias"]
+    changes: list[Change] = []
+    holder_id = reg.aliases.get(alias)
+    holder = reg.models.get(holder_id) if holder_id is not None else None
+    if holder is not None and holder_id != s.model_id:
+        after = holder.relinked(at=f.at, aliases=tuple(a for a in holder.aliases if a != alias))
+        changes.append(reg._put(holder, after))
+    new = s.next(s.wire, f.revision, f.at, s.ab_test).relinked(
+        aliases=tuple(sorted({*s.aliases, alias}))
+    )
+    changes.append(reg._put(s, new))
+    reg.aliases[alias] = s.model_id
+    return changes
+
+
+@_cross(AliasRemoved)
+def _alias_removed(reg: RegistryState, s: ModelState, f: Fact) -> list[Change]:
+    alias = f.payload["alias"]
+    new = s.next(s.wire, f.revision, f.at, s.ab_test).relinked(
+        aliases=tuple(a for a in s.aliases if a != alias)
+    )
+    if reg.aliases.get(alias) == s.model_id:
+        del reg.aliases[alias]
+    return [reg._put(s, new)]
+
+
+def _move_aliases(reg: RegistryState, aliases: list[str], to: str) -> None:
+    for alias in aliases:
+        reg.aliases[alias] = to
+
+
+@_cross(ChallengerPromoted)
+def _promoted(reg: RegistryState, s: ModelState, f: Fact) -> list[Change]:
+    p = f.payload
+    champion = reg.models.get(p["championModelId"])
+    if champion is None:  # not in this reader's view (``evolve`` alone): its own part only
+        new = s.next(_without_test(s), f.revision, f.at, None)
+        return [reg._put(s, new.relinked(served_by=None, replaces=p["championModelId"]))]
+    moved = [a for a in champion.aliases if a in p.get("aliases", champion.aliases)]
+    old = champion.relinked(
+        wire=_with_status(champion.wire, "deprecated"),
+        at=f.at,
+        aliases=tuple(a for a in champion.aliases if a not in moved),
+        served_by=s.model_id,
+    )
+    new = s.next(_without_test(s), f.revision, f.at, None).relinked(
+        aliases=tuple(sorted({*s.aliases, *moved})), served_by=None, replaces=champion.model_id
+    )
+    _move_aliases(reg, moved, s.model_id)
+    return [reg._put(champion, old), reg._put(s, new)]
+
+
+@_cross(PromotionRolledBack)
+def _rolled_back(reg: RegistryState, s: ModelState, f: Fact) -> list[Change]:
+    p = f.payload
+    restored = reg.models.get(p["restoredModelId"])
+    if restored is None:  # not in this reader's view (``evolve`` alone): its own part only
+        new = s.next(_with_status(s.wire, "deprecated"), f.revision, f.at, None)
+        return [reg._put(s, new.relinked(served_by=p["restoredModelId"], replaces=None))]
+    moved = [a for a in s.aliases if a in p.get("aliases", ())]
+    back = restored.relinked(
+        wire=_with_status(restored.wire, "active"),
+        at=f.at,
+        aliases=tuple(sorted({*restored.aliases, *moved})),
+        served_by=None,
+    )
+    new = s.next(_with_status(s.wire, "deprecated"), f.revision, f.at, None).relinked(
+        aliases=tuple(a for a in s.aliases if a not in moved),
+        served_by=restored.model_id,
+        replaces=None,
+    )
+    _move_aliases(reg, moved, restored.model_id)
+    return [reg._put(restored, back), reg._put(s, new)]
+
+
 def evolve(state: ModelState | None, f: Fact) -> ModelState:
-    """The model's state after ``f``. Pure; raises ``RevisionGap`` on a sequence break."""
+    """The model's state after ``f``. Pure; raises ``RevisionGap`` on a sequence break.
+
+    For an event that also changes other models (``CROSS_EFFECTS``) this is its own model's
+    part only; ``RegistryState.apply`` does the whole."""
     current = state.revision if state is not None else 0
     if f.revision != current + 1:
         raise RevisionGap(f.model_id, current + 1, f.revision)
@@ -451,10 +637,16 @@ def evolve(state: ModelState | None, f: Fact) -> ModelState:
         return _registered(f)
     if state is None:  # a non-registration event for an unknown model: the log is broken here
         raise RevisionGap(f.model_id, 1, f.revision)
+    cross = CROSS_EFFECTS.get(f.type)
+    if cross is not None:  # its own model's part: the others are not known here
+        scratch = RegistryState({state.model_id: state})
+        scratch.reindex()
+        return cross(scratch, state, f)[-1][1]
     return EFFECTS[f.type](state, f)
 
 
 _EFFECT = EFFECTS.get
+_CROSS = CROSS_EFFECTS.get
 
 # --------------------------------------------------------------------------- the registry
 
@@ -465,12 +657,22 @@ class RegistryState:
 
     models: dict[str, ModelState] = field(default_factory=dict)
     registry_revision: int = 0
+    aliases: dict[str, str] = field(default_factory=dict)
+    """alias -> the id of the model it names (kept by ``apply``; ``reindex`` after a load)."""
+
+    def reindex(self) -> None:
+        """Rebuild ``aliases`` from the models (after loading them from storage)."""
+        self.aliases = {a: mid for mid, s in self.models.items() for a in s.aliases}
 
     def revision_of(self, model_id: str) -> int:
         if model_id == REGISTRY_KEY:
             return self.registry_revision
         state = self.models.get(model_id)
         return state.revision if state else 0
+
+    def _put(self, before: ModelState, after: ModelState) -> Change:
+        self.models[after.model_id] = after
+        return (before, after)
 
     def apply(self, f: Fact) -> list[Change]:
         """Fold one event in; returns what it changed, (before, after) per model.
@@ -485,6 +687,9 @@ class RegistryState:
         elif f.type == "RegistryCleared":
             return self._cleared(f)
         else:
+            cross = _CROSS(f.type)
+            if cross is not None and current is not None and f.revision == current.revision + 1:
+                return cross(self, current, f)
             new = evolve(current, f)
         models[f.model_id] = new
         return [(current, new)]
@@ -500,6 +705,7 @@ class RegistryState:
                 after = _unregistered(before, f.at, before.revision)
                 self.models[model_id] = after
                 changes.append((before, after))
+        self.aliases.clear()
         return changes
 
     def apply_event(self, event: EventBase) -> list[Change]:
@@ -512,3 +718,26 @@ class RegistryState:
             if state.ab_test is not None and state.ab_test.champion_model_id == champion_id:
                 return state
         return None
+
+    def resolve(self, name: str) -> tuple[ModelState | None, str | None]:
+        """The model that serves what is addressed to ``name`` (a model id or an alias),
+        following promotions, and the alias when ``name`` is one. ``None`` when unknown."""
+        alias = None
+        if "@" in name:
+            alias = name
+            target = self.aliases.get(name)
+            if target is None:
+                return None, alias
+            name = target
+        state = self.models.get(name)
+        hops = 0
+        while state is not None and state.served_by is not None and hops < MAX_FORWARDS:
+            nxt = self.models.get(state.served_by)
+            if nxt is None or not nxt.live:
+                break
+            state, hops = nxt, hops + 1
+        return state, alias
+
+
+MAX_FORWARDS = 16
+"""At most this many promotions are followed from an id (the rules make cycles impossible)."""

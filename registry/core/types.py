@@ -33,7 +33,10 @@ from pydantic.alias_generators import to_camel
 from registry.core.errors import SecretInConfig, mask_segment
 
 __all__ = [
+    "ABMode",
     "ABTestConfig",
+    "ALIAS_PATTERN",
+    "Guardrails",
     "MODEL_ID_PATTERN",
     "Metrics",
     "ModelConfig",
@@ -56,7 +59,12 @@ __all__ = [
 ]
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}@[A-Za-z0-9][A-Za-z0-9._-]{0,27}$"
+"""A stable name (``lead-scoring@production``): the ``@`` keeps it apart from every model id."""
 Routing = Literal["hash", "random"]
+ABMode = Literal["split", "shadow"]
+"""``split``: the challenger answers its share of requests. ``shadow``: it gets a mirrored copy
+of its share of the champion's requests; its results are compared, never returned."""
 """How an A/B test splits traffic: by unit id (sticky) or by request id (random per request)."""
 
 
@@ -289,6 +297,27 @@ class ProviderConfig(WireModel):
         return dict(self.model_extra or {})
 
 
+class Guardrails(WireModel):
+    """Limits a running test keeps, watched by the monitor (docs/monitor.md#guardrails).
+
+    A limit trips only when it is crossed with statistical confidence (the sequential
+    intervals) after ``min_samples`` challenger requests; the monitor then sends ``action``
+    as its own authenticated actor. ``promote_when_better``: the monitor promotes the
+    challenger once it is significantly better and no limit is crossed.
+    """
+
+    max_error_rate: Annotated[float, Field(ge=0, le=100)] | None = None
+    """The challenger's error rate, in percent."""
+    max_latency_p99_ms: Annotated[float, Field(gt=0, le=3_600_000)] | None = None
+    srm_p_value: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Trip on a sample-ratio mismatch whose p-value is below this."""
+    min_quality_delta: Annotated[float, Field(ge=0, le=100)] | None = None
+    """Trip when the challenger's quality is worse than the champion's by more than this."""
+    min_samples: Annotated[int, Field(ge=1, le=10_000_000)] = 100
+    action: Literal["stop", "zero_traffic"] = "zero_traffic"
+    promote_when_better: bool = False
+
+
 class ABTestConfig(WireModel):
     """Champion/challenger configuration carried by the challenger (spec 5)."""
 
@@ -296,6 +325,9 @@ class ABTestConfig(WireModel):
     traffic_percentage: Annotated[float, Field(ge=0, le=100)]
     champion_model_id: Annotated[str, Field(pattern=MODEL_ID_PATTERN)]
     routing: Routing = "hash"
+    mode: ABMode | None = None
+    """``shadow`` for a shadow test (absent: a split test)."""
+    guardrails: Guardrails | None = None
 
 
 class ModelConfig(WireModel):

@@ -30,6 +30,8 @@ from registry.core.errors import (
     SecretInConfig,
 )
 from registry.core.messages import (
+    AliasPayload,
+    AssignAlias,
     ChangeABTraffic,
     ChangeABTrafficPayload,
     ChangeStatus,
@@ -40,12 +42,17 @@ from registry.core.messages import (
     CommandReply,
     ConfigChanges,
     EventRef,
+    Evidence,
+    PromoteChallenger,
+    PromotePayload,
     ReasonPayload,
     RecordMetrics,
     RecordMetricsPayload,
     RegisterModel,
     ReleaseVersion,
     ReleaseVersionPayload,
+    RemoveAlias,
+    RollbackPromotion,
     StartABTest,
     StartABTestPayload,
     StopABTest,
@@ -54,7 +61,7 @@ from registry.core.messages import (
     UpdateConfigPayload,
 )
 from registry.core.secrets import find_secret
-from registry.core.types import Metrics, ModelConfig, Routing, Status
+from registry.core.types import ABMode, Guardrails, Metrics, ModelConfig, Routing, Status
 from registry.infra.identity import Identity, load_identity
 from registry.infra.kafka.clients import make_consumer, make_producer, partitions_of, start_client
 from registry.infra.settings import Settings
@@ -295,11 +302,13 @@ class CommandClient:
         model_id: str,
         metrics: Metrics | Mapping[str, Any],
         *,
+        replace: bool = False,
         expected_revision: int | None = None,
     ) -> WriteResult:
-        """Store the model's latest evaluation metrics."""
+        """Record evaluation metrics: merged into the model's current set (``replace``: they
+        become the whole set)."""
         m = metrics if isinstance(metrics, Metrics) else Metrics.model_validate(metrics)
-        payload = RecordMetricsPayload(metrics=m)
+        payload = RecordMetricsPayload(metrics=m, replace=True if replace else None)
         return await self.send(
             RecordMetrics(model_id=model_id, payload=payload, **self._envelope(expected_revision))
         )
@@ -321,18 +330,28 @@ class CommandClient:
         traffic_percentage: float,
         *,
         routing: Routing = "hash",
+        mode: ABMode = "split",
+        guardrails: Guardrails | Mapping[str, Any] | None = None,
     ) -> WriteResult:
-        """Route ``traffic_percentage``% of the champion's requests to the challenger."""
+        """Route ``traffic_percentage``% of the champion's requests to the challenger (mode
+        ``shadow``: mirror them to it, its answers compared and never returned), under
+        ``guardrails`` the monitor enforces."""
         payload = StartABTestPayload(
-            champion_model_id=champion_id, traffic_percentage=traffic_percentage, routing=routing
+            champion_model_id=champion_id,
+            traffic_percentage=traffic_percentage,
+            routing=routing,
+            mode=mode,
+            guardrails=Guardrails.model_validate(guardrails) if guardrails is not None else None,
         )
         return await self.send(
             StartABTest(model_id=challenger_id, payload=payload, actor=self.actor)
         )
 
-    async def change_traffic(self, challenger_id: str, traffic_percentage: float) -> WriteResult:
+    async def change_traffic(
+        self, challenger_id: str, traffic_percentage: float, *, reason: str | None = None
+    ) -> WriteResult:
         """Change a running test's split (a new split version)."""
-        payload = ChangeABTrafficPayload(traffic_percentage=traffic_percentage)
+        payload = ChangeABTrafficPayload(traffic_percentage=traffic_percentage, reason=reason)
         return await self.send(
             ChangeABTraffic(model_id=challenger_id, payload=payload, actor=self.actor)
         )
@@ -343,4 +362,45 @@ class CommandClient:
             StopABTest(
                 model_id=challenger_id, payload=ReasonPayload(reason=reason), actor=self.actor
             )
+        )
+
+    async def promote(
+        self,
+        challenger_id: str,
+        *,
+        reason: str | None = None,
+        evidence: Evidence | Mapping[str, Any] | None = None,
+        expected_revision: int | None = None,
+    ) -> WriteResult:
+        """Make the challenger the served model for everything addressed to its champion (one
+        event): the test ends, the champion is deprecated and forwards to it, its aliases
+        move. ``evidence``: the report's verdict and figures, kept in the event."""
+        payload = PromotePayload(
+            reason=reason,
+            evidence=Evidence.model_validate(evidence) if evidence is not None else None,
+        )
+        return await self.send(
+            PromoteChallenger(
+                model_id=challenger_id, payload=payload, **self._envelope(expected_revision)
+            )
+        )
+
+    async def rollback(self, model_id: str, *, reason: str | None = None) -> WriteResult:
+        """Undo the promotion that made ``model_id`` the served model (one event)."""
+        return await self.send(
+            RollbackPromotion(
+                model_id=model_id, payload=ReasonPayload(reason=reason), actor=self.actor
+            )
+        )
+
+    async def assign_alias(self, alias: str, model_id: str) -> WriteResult:
+        """Point ``alias`` (``name@label``) at ``model_id``, an active model."""
+        return await self.send(
+            AssignAlias(model_id=model_id, payload=AliasPayload(alias=alias), actor=self.actor)
+        )
+
+    async def remove_alias(self, alias: str, model_id: str) -> WriteResult:
+        """Remove ``alias`` from ``model_id``, the model it names."""
+        return await self.send(
+            RemoveAlias(model_id=model_id, payload=AliasPayload(alias=alias), actor=self.actor)
         )

@@ -35,6 +35,9 @@ __all__ = [
     "create_identity",
     "ensure_local",
     "load_identity",
+    "MONITOR_ACTOR",
+    "ensure_monitor",
+    "monitor_entry",
     "write_actors",
 ]
 
@@ -160,8 +163,23 @@ def _local_user() -> str:
     return _SAFE_NAME.sub("-", name)[:100] or "local"
 
 
+MONITOR_ACTOR = "monitor"
+"""The guard's actor: it stops, throttles or promotes tests whose guardrails say so."""
+
+
+def ensure_monitor(settings: Settings) -> Identity:
+    """The guard's identity (actor ``monitor``), created when missing."""
+    path = settings.monitor_identity_file
+    if path.exists():
+        return load_identity(path)
+    identity = create_identity(path, MONITOR_ACTOR)
+    log.info("created the guard's signing identity '%s' at %s", MONITOR_ACTOR, path)
+    return identity
+
+
 def ensure_local(settings: Settings) -> Identity:
-    """The local identity, created with an actors file naming it admin when neither exists.
+    """The local identity, created with an actors file naming it admin (and the guard's
+    ``monitor`` deployer) when neither exists.
 
     An existing actors file is the operator's: it is never rewritten."""
     identity_path, actors_path = settings.identity_file, settings.actors_file
@@ -170,6 +188,7 @@ def ensure_local(settings: Settings) -> Identity:
     else:
         identity = create_identity(identity_path, _local_user())
         log.info("created a signing identity for '%s' at %s", identity.actor, identity_path)
+    monitor = ensure_monitor(settings)
     if not actors_path.exists():
         write_actors(
             actors_path,
@@ -178,8 +197,14 @@ def ensure_local(settings: Settings) -> Identity:
                     "name": identity.actor,
                     "public_key": identity.public_key,
                     "roles": [Role.ADMIN.value],
-                }
+                },
+                monitor_entry(monitor),
             ],
         )
         log.info("created %s naming '%s' admin", actors_path, identity.actor)
     return identity
+
+
+def monitor_entry(monitor: Identity) -> dict[str, object]:
+    """The actors-file entry of the guard: a deployer (traffic, stop, promote), no more."""
+    return {"name": monitor.actor, "public_key": monitor.public_key, "roles": [Role.DEPLOYER.value]}

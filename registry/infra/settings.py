@@ -184,6 +184,8 @@ class MonitorSettings:
     expire_every_s: float = 60.0
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9466
+    guard_interval_s: float = 2.0
+    """How often the guard (``model_registry.guard``) checks running tests' guardrails."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,10 @@ class AuthSettings:
     """Defaults to ``<data_dir>/actors.json``."""
     identity_file: Path | None = None
     """Defaults to ``<data_dir>/identity.json``."""
+    monitor_identity_file: Path | None = None
+    """The key the guard signs its commands with, as the actor ``monitor`` (defaults to
+    ``<data_dir>/monitor.identity.json``; ``up`` creates it and names it deployer in the
+    actors file it creates)."""
     four_eyes: bool = False
     """Activation needs an actor other than the one who registered or released the version."""
 
@@ -322,6 +328,12 @@ class Settings:
     def identity_file(self) -> Path:
         """The key this process signs with (``REGISTRY_AUTH_IDENTITY_FILE`` or in the data dir)."""
         return self.auth.identity_file or self.data_dir / "identity.json"
+
+    @property
+    def monitor_identity_file(self) -> Path:
+        """The key the guard signs with (``REGISTRY_AUTH_MONITOR_IDENTITY_FILE`` or in the
+        data dir)."""
+        return self.auth.monitor_identity_file or self.data_dir / "monitor.identity.json"
 
     def topic(self, name: str) -> str:
         """The full topic name for a logical ``name`` (e.g. ``registry.events``)."""

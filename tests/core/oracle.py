@@ -7,7 +7,8 @@ tests compare ``registry.core.state``'s fold with it, event by event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -23,15 +24,22 @@ class Model:
     registered_at: datetime
     updated_at: datetime
     ab: ActiveABTest | None = None
+    aliases: set[str] = field(default_factory=set)
+    served_by: str | None = None
+    replaces: str | None = None
 
     def key(self) -> tuple[Any, ...]:
-        """Comparable with ``ModelState``: (config wire, revision, times, A/B test)."""
+        """Comparable with ``ModelState``: (config wire, revision, times, A/B test, aliases,
+        promotion links)."""
         return (
             self.config.wire(),
             self.revision,
             iso(self.registered_at),
             iso(self.updated_at),
             self.ab,
+            tuple(sorted(self.aliases)),
+            self.served_by,
+            self.replaces,
         )
 
 
@@ -41,7 +49,16 @@ def _ab_config(ab: ActiveABTest) -> ABTestConfig:
         traffic_percentage=ab.traffic_percentage,
         champion_model_id=ab.champion_model_id,
         routing=ab.routing,  # type: ignore[arg-type]
+        mode="shadow" if ab.mode == "shadow" else None,
+        guardrails=None if ab.guardrails is None else json.loads(ab.guardrails),
     )
+
+
+def _holder(models: dict[str, Model], alias: str) -> Model | None:
+    for model in models.values():
+        if alias in model.aliases:
+            return model
+    return None
 
 
 def _changed(config: ModelConfig, changes: m.ConfigChanges) -> ModelConfig:
@@ -61,6 +78,7 @@ def fold(events: list[m.EventBase]) -> dict[str, Model]:  # noqa: C901 - one cas
                         update={"status": Status.UNREGISTERED, "ab_test": None}
                     )
                     model.ab, model.updated_at = None, at
+                    model.aliases, model.served_by, model.replaces = set(), None, None
             continue
         if isinstance(e, m.ModelRegistered):
             cfg = e.payload
@@ -73,6 +91,10 @@ def fold(events: list[m.EventBase]) -> dict[str, Model]:  # noqa: C901 - one cas
                     cfg.ab_test.routing,
                     1,
                     iso(at) or "",
+                    cfg.ab_test.mode or "split",
+                    None
+                    if cfg.ab_test.guardrails is None
+                    else json.dumps(cfg.ab_test.guardrails.wire(), separators=(",", ":")),
                 )
             models[e.model_id] = Model(cfg, e.revision, at, at, ab)
             continue
@@ -83,6 +105,8 @@ def fold(events: list[m.EventBase]) -> dict[str, Model]:  # noqa: C901 - one cas
             update: dict[str, Any] = {"version": e.payload.version, "status": e.payload.status}
             if e.payload.metrics is not None:
                 update["metrics"] = e.payload.metrics
+            elif e.payload.resets_metrics:
+                update["metrics"] = None
             cfg = cfg.model_copy(update=update)
         elif isinstance(e, m.ModelStatusChanged):
             cfg = cfg.model_copy(update={"status": e.payload.to_status})
@@ -99,6 +123,10 @@ def fold(events: list[m.EventBase]) -> dict[str, Model]:  # noqa: C901 - one cas
                 p.routing,
                 p.split_version,
                 iso(at) or "",
+                p.mode or "split",
+                None
+                if p.guardrails is None
+                else json.dumps(p.guardrails.wire(), separators=(",", ":")),
             )
             cfg = cfg.model_copy(update={"ab_test": _ab_config(model.ab)})
         elif isinstance(e, m.ABTestTrafficChanged) and model.ab is not None:
@@ -112,6 +140,33 @@ def fold(events: list[m.EventBase]) -> dict[str, Model]:  # noqa: C901 - one cas
             cfg = cfg.model_copy(update={"ab_test": None})
         elif isinstance(e, m.ModelUnregistered):
             model.ab = None
+            model.aliases, model.served_by, model.replaces = set(), None, None
             cfg = cfg.model_copy(update={"status": Status.UNREGISTERED, "ab_test": None})
+        elif isinstance(e, m.AliasAssigned):
+            holder = _holder(models, e.payload.alias)
+            if holder is not None and holder is not model:
+                holder.aliases.discard(e.payload.alias)
+                holder.updated_at = at
+            model.aliases.add(e.payload.alias)
+        elif isinstance(e, m.AliasRemoved):
+            model.aliases.discard(e.payload.alias)
+        elif isinstance(e, m.ChallengerPromoted):
+            champion = models[e.payload.champion_model_id]
+            moved = champion.aliases & set(e.payload.aliases)
+            champion.aliases -= moved
+            champion.config = champion.config.model_copy(update={"status": Status.DEPRECATED})
+            champion.served_by, champion.updated_at = model.config.id, at
+            model.aliases |= moved
+            model.ab, model.served_by, model.replaces = None, None, champion.config.id
+            cfg = cfg.model_copy(update={"ab_test": None})
+        elif isinstance(e, m.PromotionRolledBack):
+            restored = models[e.payload.restored_model_id]
+            moved = model.aliases & set(e.payload.aliases)
+            restored.aliases |= moved
+            restored.config = restored.config.model_copy(update={"status": Status.ACTIVE})
+            restored.served_by, restored.updated_at = None, at
+            model.aliases -= moved
+            model.ab, model.served_by, model.replaces = None, restored.config.id, None
+            cfg = cfg.model_copy(update={"status": Status.DEPRECATED, "ab_test": None})
         model.config, model.revision, model.updated_at = cfg, e.revision, at
     return models

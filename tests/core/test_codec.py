@@ -68,6 +68,16 @@ COMMANDS = [
     m.StopABTest(payload=m.ReasonPayload(reason="done"), **ENV),
     m.UnregisterModel(**ENV),
     m.ClearRegistry(**{**ENV, "model_id": m.REGISTRY_KEY}),
+    m.PromoteChallenger(
+        payload=m.PromotePayload(
+            reason="better",
+            evidence=m.Evidence(verdict="challenger better", figures={"requests": 900}),
+        ),
+        **ENV,
+    ),
+    m.RollbackPromotion(payload=m.ReasonPayload(reason="regression"), **ENV),
+    m.AssignAlias(payload=m.AliasPayload(alias="lead-scoring@production"), **ENV),
+    m.RemoveAlias(payload=m.AliasPayload(alias="lead-scoring@production"), **ENV),
 ]
 EVENTS = [
     m.ModelRegistered(payload=CFG, revision=1, **ENV),
@@ -106,6 +116,29 @@ EVENTS = [
         revision=1,
         **{**ENV, "model_id": m.REGISTRY_KEY},
     ),
+    m.ChallengerPromoted(
+        payload=m.ChallengerPromotedPayload(
+            test_id="t",
+            champion_model_id="a",
+            champion_version="1.0.0",
+            version="1.3.0",
+            aliases=["lead-scoring@production"],
+            evidence=m.Evidence(verdict="challenger better", figures={"requests": 900}),
+        ),
+        revision=10,
+        **ENV,
+    ),
+    m.PromotionRolledBack(
+        payload=m.PromotionRolledBackPayload(restored_model_id="a", restored_version="1.0.0"),
+        revision=11,
+        **ENV,
+    ),
+    m.AliasAssigned(
+        payload=m.AliasAssignedPayload(alias="lead-scoring@production", previous_model_id="a"),
+        revision=12,
+        **ENV,
+    ),
+    m.AliasRemoved(payload=m.AliasPayload(alias="lead-scoring@production"), revision=13, **ENV),
 ]
 
 

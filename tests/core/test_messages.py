@@ -9,7 +9,7 @@ import pytest
 from model_registry.schemas import render_schemas
 from registry.core import codec, fastcheck, rules
 from registry.core import messages as m
-from registry.core.state import EFFECTS
+from registry.core.state import CROSS_EFFECTS, EFFECTS
 
 
 def _concrete(base: type[Any]) -> set[type[Any]]:
@@ -30,7 +30,10 @@ def test_the_registries_hold_every_declared_message() -> None:
 
 def test_every_table_derives_from_the_registries() -> None:
     assert set(rules._RULES) == set(m.COMMANDS.values())  # a rule per command
-    assert set(EFFECTS) | {"ModelRegistered", "RegistryCleared"} == set(m.EVENTS)
+    assert set(EFFECTS) | set(CROSS_EFFECTS) | {"ModelRegistered", "RegistryCleared"} == set(
+        m.EVENTS
+    )
+    assert not set(EFFECTS) & set(CROSS_EFFECTS)
     assert set(codec.CURRENT_SCHEMA_VERSIONS) == set(m.COMMANDS) | set(m.EVENTS)
     assert set(fastcheck._PAYLOADS) == set(m.EVENTS)
     schemas = render_schemas()
