@@ -2,7 +2,8 @@
 
 Results carry ``test_id`` and ``split_version`` but not the percentage, so the monitor folds
 the registry log with the one fold (``RegistryState.apply``, through ``fold_records``) and
-records each test's champion, challenger, split history and start/stop times. The fold is
+records each test's champion, challenger, mode (``split`` or ``shadow``), split history and
+start/stop times. The fold is
 rebuilt from offset 0 on every start (the state lives in memory); the rows it writes are
 idempotent upserts.
 """
@@ -26,6 +27,7 @@ def _test_row(ab: ActiveABTest, challenger: str, stopped_at: str | None = None) 
         routing=ab.routing,
         started_at=ab.started_at,
         stopped_at=stopped_at,
+        mode=ab.mode,
     )
 
 

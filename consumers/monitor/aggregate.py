@@ -10,6 +10,11 @@ is an error of the challenger (coded by the start of ``fallback_reason``), its l
 the all-requests histogram only (never to the variant's answers), and its outcome is counted
 as ``fallback_outcomes``, never scored for either variant. Sums are keyed by the variant string
 as it comes, so a ``shadow`` variant keeps sums of its own and never mixes into another.
+
+Shadow tests: a shadow's result (``predictions.shadow``) is counted as variant ``shadow`` like
+any result, and paired with the champion's answer to the same request: ``agreement`` sums, per
+(test, shadow model, minute), the pairs, the pairs where both gave a readable prediction
+(``compared``), how many of those agreed, and for values the absolute differences.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from consumers.monitor.latency import bucket_of
-from consumers.monitor.scoring import Scalar, Score, predicted_value
+from consumers.monitor.scoring import Agreement, Scalar, Score, predicted_value
 from registry.core.predictions import PredictionOutcome, PredictionResult
 
 __all__ = [
+    "AGREEMENT_COLUMNS",
+    "AgreementKey",
     "Delta",
     "MinuteKey",
     "OutcomeRow",
@@ -38,6 +45,8 @@ VariantKey = tuple[str, str, str, int]
 """(test_id or "", variant, model_id, epoch minute)."""
 MinuteKey = tuple[str, str, int, str, int]
 """(test_id or "", variant, split_version or 0, model_id, epoch minute)."""
+AgreementKey = tuple[str, str, int]
+"""(test_id, shadow model_id, epoch minute of the shadow's result)."""
 
 # Column order of the running sums kept per key (mirrors the table columns).
 MINUTE_COLUMNS = (
@@ -59,6 +68,8 @@ QUALITY_COLUMNS = (
     "unscorable",
     "fallback_outcomes",
 )
+
+AGREEMENT_COLUMNS = ("pairs", "compared", "agreements", "numeric_n", "abs_diff_sum")
 
 FALLBACK_CODE = "FALLBACK"
 """Error code of a fallback answer whose ``fallback_reason`` names no code."""
@@ -206,6 +217,10 @@ class Delta:
     labels: defaultdict[tuple[VariantKey, str], list[int]] = field(
         default_factory=lambda: defaultdict(lambda: [0, 0, 0])
     )
+    agreement: defaultdict[AgreementKey, list[float]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0, 0.0])
+    )
+    """Shadow vs champion on the same requests (``AGREEMENT_COLUMNS``)."""
 
     def add_result(self, row: ResultRow) -> None:
         """Count one (new, not duplicate) result."""
@@ -250,5 +265,17 @@ class Delta:
                 )
                 self.labels[(key, s.actual_label)][2] += 1  # false negative for the true one
 
+    def add_pair(self, key: AgreementKey, a: Agreement | None) -> None:
+        """Count one shadow paired with the champion's answer (``None``: not comparable)."""
+        sums = self.agreement[key]
+        sums[0] += 1
+        if a is None:
+            return
+        sums[1] += 1
+        sums[2] += a.agree
+        if a.abs_difference is not None:
+            sums[3] += 1
+            sums[4] += a.abs_difference
+
     def __bool__(self) -> bool:
-        return bool(self.minute or self.quality)
+        return bool(self.minute or self.quality or self.agreement)

@@ -16,7 +16,11 @@ Tables (``test_id`` is ``''`` and ``split_version`` 0 for results outside any A/
   outcome and outcomes waiting for their result), also the results' dedupe set;
 - ``checkpoints``: the next offset per topic partition, written in the same transaction as
   the rows; ``log_resets``: when a prediction log came back shorter than the stored position;
-  ``monitor_counters``: totals (duplicates, DLQ, expired outcomes...).
+  ``monitor_counters``: totals (duplicates, DLQ, expired outcomes...);
+- ``shadow_predictions``: a shadow test's mirrored answers (``predictions.shadow``), kept for
+  the join window to pair with the champion's answer to the same request and with its
+  outcome; ``shadow_agreement``: per (test, shadow model, minute) the pairs compared and how
+  many agreed (and the sum of absolute differences of values).
 
 Views: ``variant_minute_stats``, ``variant_quality_stats``, ``ab_variant_summary``,
 ``ab_variant_latency``, ``ab_srm`` and ``ab_comparison`` (the report as SQL).
@@ -29,10 +33,22 @@ import sqlite3
 
 from consumers.monitor.latency import N_BUCKETS, bucket_bounds
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "VIEWS", "bucket_rows", "ensure_math"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "VIEWS", "bucket_rows", "ensure_math"]
 
-SCHEMA_VERSION = "2"
-"""2: fallback answers are errors; answers' own latency; fallback outcomes apart."""
+SCHEMA_VERSION = "3"
+"""2: fallback answers are errors; answers' own latency; fallback outcomes apart.
+3: shadow tests: ``ab_tests.mode``, ``predictions.actual``, ``shadow_predictions``,
+``shadow_agreement`` (a version-2 file is migrated in place, see ``MIGRATIONS``)."""
+
+MIGRATIONS: dict[str, tuple[str, str]] = {
+    "2": (
+        "3",
+        "ALTER TABLE ab_tests ADD COLUMN mode TEXT NOT NULL DEFAULT 'split'; "
+        "ALTER TABLE predictions ADD COLUMN actual TEXT;",
+    ),
+}
+"""From a version: (the version it becomes, the statements). Only added columns and tables:
+what was counted stays; the registry fold rewrites each test's mode on the next start."""
 
 _KEY = (
     "test_id TEXT NOT NULL, variant TEXT NOT NULL, model_id TEXT NOT NULL, minute INTEGER NOT NULL"
@@ -53,7 +69,7 @@ CREATE TABLE IF NOT EXISTS models(
 CREATE TABLE IF NOT EXISTS ab_tests(
     test_id TEXT PRIMARY KEY, champion_model_id TEXT NOT NULL, challenger_model_id TEXT NOT NULL,
     traffic_percentage REAL NOT NULL, split_version INTEGER NOT NULL, routing TEXT,
-    started_at TEXT NOT NULL, stopped_at TEXT);
+    started_at TEXT NOT NULL, stopped_at TEXT, mode TEXT NOT NULL DEFAULT 'split');
 CREATE INDEX IF NOT EXISTS ab_tests_champion ON ab_tests(champion_model_id);
 CREATE INDEX IF NOT EXISTS ab_tests_challenger ON ab_tests(challenger_model_id);
 CREATE TABLE IF NOT EXISTS ab_splits(
@@ -91,8 +107,19 @@ CREATE TABLE IF NOT EXISTS predictions(
     request_id TEXT PRIMARY KEY, test_id TEXT NOT NULL, variant TEXT NOT NULL,
     model_id TEXT NOT NULL, minute INTEGER NOT NULL, predicted TEXT, errored INTEGER NOT NULL,
     joined INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL,
-    fallback INTEGER NOT NULL DEFAULT 0);
+    fallback INTEGER NOT NULL DEFAULT 0, actual TEXT);
 CREATE INDEX IF NOT EXISTS predictions_received ON predictions(received_at);
+CREATE TABLE IF NOT EXISTS shadow_predictions(
+    request_id TEXT PRIMARY KEY, test_id TEXT NOT NULL, model_id TEXT NOT NULL,
+    minute INTEGER NOT NULL, predicted TEXT, errored INTEGER NOT NULL,
+    fallback INTEGER NOT NULL, paired INTEGER NOT NULL DEFAULT 0,
+    joined INTEGER NOT NULL DEFAULT 0, received_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS shadow_predictions_received ON shadow_predictions(received_at);
+CREATE TABLE IF NOT EXISTS shadow_agreement(
+    test_id TEXT NOT NULL, model_id TEXT NOT NULL, minute INTEGER NOT NULL,
+    pairs INTEGER NOT NULL, compared INTEGER NOT NULL, agreements INTEGER NOT NULL,
+    numeric_n INTEGER NOT NULL, abs_diff_sum REAL NOT NULL,
+    PRIMARY KEY (test_id, model_id, minute)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending_outcomes(
     request_id TEXT PRIMARY KEY, outcome_id TEXT NOT NULL, actual TEXT NOT NULL,
     received_at REAL NOT NULL);

@@ -18,13 +18,31 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["PREDICTION_KEYS", "Kind", "Score", "kind_of", "label_of", "predicted_value", "score"]
+__all__ = [
+    "AGREEMENT_ABS_TOL",
+    "AGREEMENT_REL_TOL",
+    "PREDICTION_KEYS",
+    "Agreement",
+    "Kind",
+    "Score",
+    "agreement",
+    "kind_of",
+    "kind_of_pair",
+    "label_of",
+    "predicted_value",
+    "score",
+]
 
 Kind = Literal["classification", "regression"]
 PREDICTION_KEYS = ("label", "prediction", "predicted", "class", "value", "result", "output")
 _REGRESSION_TYPES = frozenset({"regression", "forecasting"})
 
 Scalar = bool | int | float | str
+
+AGREEMENT_REL_TOL = 1e-6
+"""Two regression predictions agree when they differ by at most this share of the larger..."""
+AGREEMENT_ABS_TOL = 1e-9
+"""... or by at most this much (so that two values near zero can agree)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +146,41 @@ def _boolish(value: Scalar) -> str:
         if isinstance(value, bool | int) or value in (0.0, 1.0)
         else label_of(value)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """A shadow's prediction against the champion's for the same request: ``agree`` (same
+    label; for values, within ``AGREEMENT_REL_TOL`` / ``AGREEMENT_ABS_TOL``) and, for values,
+    ``abs_difference``."""
+
+    agree: bool
+    abs_difference: float | None = None
+
+
+def kind_of_pair(model_type: str | None, a: Scalar, b: Scalar) -> Kind:
+    """How to compare two predictions: from the registered type, else from the values (two
+    non-integer numbers are values; anything else labels)."""
+    if model_type is not None:
+        return kind_of(model_type, a)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (a, b))
+    return (
+        "regression"
+        if numbers and any(isinstance(v, float) for v in (a, b))
+        else ("classification")
+    )
+
+
+def agreement(kind: Kind, champion: Scalar | None, shadow: Scalar | None) -> Agreement | None:
+    """Whether a shadow's prediction agrees with the champion's; None when either has no
+    readable prediction (an error, a mock, an output without one)."""
+    if champion is None or shadow is None:
+        return None
+    if kind == "regression":
+        a, b = _as_number(champion), _as_number(shadow)
+        if a is None or b is None:
+            return None
+        close = math.isclose(a, b, rel_tol=AGREEMENT_REL_TOL, abs_tol=AGREEMENT_ABS_TOL)
+        return Agreement(close, abs(a - b))
+    a_label, b_label = _canonical_pair(shadow, champion)
+    return Agreement(a_label == b_label)

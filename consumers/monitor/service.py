@@ -1,7 +1,8 @@
 """The monitor process: results and outcomes in, per-variant metrics out (docs/monitor.md).
 
 One ``LogFollower`` reads ``registry.events`` (for the A/B tests and model types),
-``predictions.results`` and ``predictions.outcomes``. Each poll becomes one SQLite
+``predictions.results``, ``predictions.outcomes`` and ``predictions.shadow`` (a shadow test's
+mirrored answers, compared with the champion's). Each poll becomes one SQLite
 transaction holding the new sums *and* the positions after them; on start the follower seeks
 to those stored positions, so a kill at any point repeats and loses nothing. The registry log
 is folded from offset 0 on every start (see ``abtests``).
@@ -73,6 +74,11 @@ class MonitorStats:
     dlq: int = 0
     results_dlq: int = 0
     outcomes_dlq: int = 0
+    shadow_results: int = 0
+    duplicate_shadow_results: int = 0
+    shadow_pairs: int = 0
+    shadow_outcomes_joined: int = 0
+    shadow_dlq: int = 0
     dlq_failed: int = 0
     registry_unreadable: int = 0
     log_resets: int = 0
@@ -92,6 +98,11 @@ class MonitorStats:
         "dlq",
         "results_dlq",
         "outcomes_dlq",
+        "shadow_results",
+        "duplicate_shadow_results",
+        "shadow_pairs",
+        "shadow_outcomes_joined",
+        "shadow_dlq",
         "dlq_failed",
         "registry_unreadable",
         "log_resets",
@@ -137,6 +148,7 @@ class Monitor:
         self._events_topic = settings.topic("registry.events")
         self._results_topic = settings.topic("predictions.results")
         self._outcomes_topic = settings.topic("predictions.outcomes")
+        self._shadow_topic = settings.topic("predictions.shadow")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-db")
         self._store: MonitorStore | None = None
         self._follower: LogFollower | None = None
@@ -164,7 +176,7 @@ class Monitor:
         self.totals.merge(await self._db(self._store.load_totals))
         follower = LogFollower(
             self.settings,
-            [self._events_topic, self._results_topic, self._outcomes_topic],
+            [self._events_topic, self._results_topic, self._outcomes_topic, self._shadow_topic],
             name="monitor",
             max_records=self.config.max_records,
             poll_ms=self.config.poll_timeout_ms,
@@ -314,14 +326,10 @@ class Monitor:
                 self._fold(recs, batch)
                 continue
             is_result = tp.topic == self._results_topic
+            is_shadow = tp.topic == self._shadow_topic
             for r in recs:
-                if is_result:
-                    result, reason = _read(r.value, _decode_result, "PredictionResult")
-                    if result is not None:
-                        batch.results.append(result)
-                        sources.results.append(r)
-                        continue
-                    refused.append((r, reason, "results"))
+                if is_result or is_shadow:
+                    self._take_result(r, is_shadow, batch, sources, refused)
                     continue
                 over = over_limits(r.value, self._limits.outcome_bytes, self._limits.json_depth)
                 if over is not None:
@@ -350,6 +358,33 @@ class Monitor:
             self._executor, store.apply, batch, self.tracker.kinds, time.time()
         )
         self._inflight = asyncio.ensure_future(self._committed_batch(applying, batch, sources))
+
+    @staticmethod
+    def _take_result(
+        r: Record,
+        on_shadow_topic: bool,
+        batch: Batch,
+        sources: _Sources,
+        refused: list[tuple[Record, str, str]],
+    ) -> None:
+        """A record of ``predictions.results`` or ``predictions.shadow`` into the batch, or
+        refused. A shadow result belongs on ``predictions.shadow`` and only there: it shares
+        its request id with the champion's answer, which is the request's one result."""
+        kind = "shadow" if on_shadow_topic else "results"
+        result, reason = _read(r.value, _decode_result, "PredictionResult")
+        if result is None:
+            refused.append((r, reason, kind))
+        elif (result.variant == "shadow") != on_shadow_topic:
+            where = "only on predictions.shadow" if not on_shadow_topic else "shadow only"
+            refused.append(
+                (r, f"invalid PredictionResult: variant {result.variant!r}: {where}", kind)
+            )
+        elif on_shadow_topic:
+            batch.shadows.append(result)
+            sources.shadows.append(r)
+        else:
+            batch.results.append(result)
+            sources.results.append(r)
 
     async def _dead_letter(
         self, refused: list[tuple[Record, str, str]], counters: Counter[str]
@@ -390,25 +425,45 @@ class Monitor:
         no record explains (a full disk...) is raised: that is not the input's fault."""
         store = self._require_store()
         for _ in range(3):
-            bad_results, bad_outcomes = await self._db(
+            bad_results, bad_outcomes, bad_shadows = await self._db(
                 store.find_poison, batch, self.tracker.kinds, time.time()
             )
-            if not bad_results and not bad_outcomes:
+            if not bad_results and not bad_outcomes and not bad_shadows:
                 break
             log.error(
-                "%d result(s) and %d outcome(s) could not be applied (%s); dead-lettering them",
+                "%d result(s), %d outcome(s) and %d shadow result(s) could not be applied (%s); "
+                "dead-lettering them",
                 len(bad_results),
                 len(bad_outcomes),
+                len(bad_shadows),
                 type(error).__name__,
             )
-            refused = [
-                (sources.results[i], f"PredictionResult could not be stored ({name})", "results")
-                for i, name in bad_results
-            ] + [
-                (sources.outcomes[i], f"PredictionOutcome could not be stored ({name})", "outcomes")
-                for i, name in bad_outcomes
-            ]
+            refused = (
+                [
+                    (
+                        sources.results[i],
+                        f"PredictionResult could not be stored ({name})",
+                        "results",
+                    )
+                    for i, name in bad_results
+                ]
+                + [
+                    (
+                        sources.outcomes[i],
+                        f"PredictionOutcome could not be stored ({name})",
+                        "outcomes",
+                    )
+                    for i, name in bad_outcomes
+                ]
+                + [
+                    (sources.shadows[i], f"PredictionResult could not be stored ({name})", "shadow")
+                    for i, name in bad_shadows
+                ]
+            )
             drop_r, drop_o = {i for i, _ in bad_results}, {i for i, _ in bad_outcomes}
+            drop_s = {i for i, _ in bad_shadows}
+            batch.shadows = [x for i, x in enumerate(batch.shadows) if i not in drop_s]
+            sources.shadows = [x for i, x in enumerate(sources.shadows) if i not in drop_s]
             batch.results = [x for i, x in enumerate(batch.results) if i not in drop_r]
             sources.results = [x for i, x in enumerate(sources.results) if i not in drop_r]
             batch.outcomes = [x for i, x in enumerate(batch.outcomes) if i not in drop_o]
@@ -439,6 +494,14 @@ class Monitor:
         s = self.stats
         s.results_dlq += counts.get("results_dlq", 0)
         s.outcomes_dlq += counts.get("outcomes_dlq", 0)
+        for name in (
+            "shadow_results",
+            "duplicate_shadow_results",
+            "shadow_pairs",
+            "shadow_outcomes_joined",
+            "shadow_dlq",
+        ):
+            setattr(s, name, getattr(s, name) + counts.get(name, 0))
         s.dlq_failed += counts.get("dlq_failed", 0)
         s.results += counts.get("results", 0)
         s.outcomes += counts.get("outcomes", 0)
@@ -462,11 +525,12 @@ class _Sources:
     """The records a batch's results and outcomes were read from (same order), so that one
     the store cannot apply can be dead-lettered."""
 
-    __slots__ = ("outcomes", "results")
+    __slots__ = ("outcomes", "results", "shadows")
 
     def __init__(self) -> None:
         self.results: list[Record] = []
         self.outcomes: list[Record] = []
+        self.shadows: list[Record] = []
 
 
 def _read(

@@ -23,16 +23,25 @@ from typing import Any
 import orjson
 
 from consumers.monitor.aggregate import (
+    AGREEMENT_COLUMNS,
     MINUTE_COLUMNS,
     QUALITY_COLUMNS,
+    AgreementKey,
     Delta,
     OutcomeRow,
     ResultRow,
     VariantKey,
 )
 from consumers.monitor.errors import SchemaMismatch
-from consumers.monitor.schema import SCHEMA_VERSION, TABLES, VIEWS, bucket_rows, ensure_math
-from consumers.monitor.scoring import Scalar, kind_of, score
+from consumers.monitor.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    VIEWS,
+    bucket_rows,
+    ensure_math,
+)
+from consumers.monitor.scoring import Scalar, agreement, kind_of, kind_of_pair, score
 
 __all__ = ["Applied", "Batch", "ModelRow", "MonitorStore", "SplitRow", "ABTestRow"]
 
@@ -63,6 +72,9 @@ _ADD_ANSWER_LATENCY = _sum_upsert("variant_answer_latency", (*_VKEY, "bucket"), 
 _ADD_ERRORS = _sum_upsert("variant_errors", (*_VKEY, "code"), ("count",))
 _ADD_QUALITY = _sum_upsert("variant_quality", _VKEY, QUALITY_COLUMNS)
 _ADD_LABELS = _sum_upsert("variant_labels", (*_VKEY, "label"), ("tp", "fp", "fn"))
+_ADD_AGREEMENT = _sum_upsert(
+    "shadow_agreement", ("test_id", "model_id", "minute"), AGREEMENT_COLUMNS
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,8 @@ class ABTestRow:
     routing: str
     started_at: str
     stopped_at: str | None = None
+    mode: str = "split"
+    """``split`` (the challenger answers its share) or ``shadow`` (it answers mirrored copies)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,8 @@ class Batch:
 
     results: list[ResultRow] = field(default_factory=list)
     outcomes: list[OutcomeRow] = field(default_factory=list)
+    shadows: list[ResultRow] = field(default_factory=list)
+    """Shadow results (``predictions.shadow``): mirrored answers, paired with the champion's."""
     positions: dict[TopicPartition, int] = field(default_factory=dict)
     tests: dict[str, ABTestRow] = field(default_factory=dict)
     splits: dict[tuple[str, int], SplitRow] = field(default_factory=dict)
@@ -115,6 +131,7 @@ class Batch:
         return bool(
             self.results
             or self.outcomes
+            or self.shadows
             or self.positions
             or self.tests
             or self.models
@@ -150,6 +167,14 @@ class MonitorStore:
         self._init_schema()
         # Outcomes waiting for their result; while there are none, new results skip the lookup.
         self._pending: int = self._db.execute("SELECT COUNT(*) FROM pending_outcomes").fetchone()[0]
+        # Whether shadow results may be waiting for their champion's answer, or for their
+        # outcome: while not, results and outcomes skip the shadow lookups (a guess that errs
+        # only towards looking).
+        self._shadows_unpaired = self._any("SELECT 1 FROM shadow_predictions WHERE paired = 0")
+        self._shadows_unjoined = self._any("SELECT 1 FROM shadow_predictions WHERE joined = 0")
+
+    def _any(self, sql: str) -> bool:
+        return self._db.execute(f"{sql} LIMIT 1").fetchone() is not None
 
     def _init_schema(self) -> None:
         self._db.executescript(TABLES)  # idempotent (IF NOT EXISTS); executescript commits itself
@@ -163,6 +188,14 @@ class MonitorStore:
                 )
                 db.executemany(
                     "INSERT OR REPLACE INTO latency_buckets VALUES (?, ?, ?)", bucket_rows()
+                )
+            elif row[0] in MIGRATIONS:
+                version, statements = MIGRATIONS[row[0]]
+                for statement in statements.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(
+                    "UPDATE monitor_meta SET value = ? WHERE key = 'schema_version'", (version,)
                 )
             elif row[0] != SCHEMA_VERSION:
                 raise SchemaMismatch(
@@ -236,7 +269,9 @@ class MonitorStore:
             for row in new:
                 delta.add_result(row)
             self._join_pending_if_any(new, kinds, delta, counts)
+            self._pair_champions(new, kinds, delta, counts)
             self._apply_outcomes(batch.outcomes, kinds, delta, now, counts)
+            self._insert_shadows(batch.shadows, kinds, delta, now, counts)
             self._write_delta(delta)
             self._write_registry(batch)
             counts.update(batch.counters)
@@ -251,12 +286,13 @@ class MonitorStore:
 
     def find_poison(
         self, batch: Batch, kinds: Mapping[str, str], now: float
-    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-        """After ``apply(batch)`` raised: which results and outcomes of ``batch`` cannot be
-        applied, as (index, exception type) lists. Each record is tried alone, under a
-        savepoint, in a transaction that is rolled back: nothing is written."""
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]]:
+        """After ``apply(batch)`` raised: which results, outcomes and shadow results of
+        ``batch`` cannot be applied, as (index, exception type) lists. Each record is tried
+        alone, under a savepoint, in a transaction that is rolled back: nothing is written."""
         bad_results: list[tuple[int, str]] = []
         bad_outcomes: list[tuple[int, str]] = []
+        bad_shadows: list[tuple[int, str]] = []
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -268,9 +304,13 @@ class MonitorStore:
                 failed = self._try_alone(partial(self._one_outcome, o, kinds, now=now))
                 if failed is not None:
                     bad_outcomes.append((i, failed))
+            for i, row in enumerate(batch.shadows):
+                failed = self._try_alone(partial(self._one_shadow, row, kinds, now=now))
+                if failed is not None:
+                    bad_shadows.append((i, failed))
         finally:
             db.execute("ROLLBACK")
-        return bad_results, bad_outcomes
+        return bad_results, bad_outcomes, bad_shadows
 
     def _one_result(
         self,
@@ -285,6 +325,18 @@ class MonitorStore:
         for r in new:
             delta.add_result(r)
         self._join_pending_if_any(new, kinds, delta, counts)
+        self._pair_champions(new, kinds, delta, counts)
+
+    def _one_shadow(
+        self,
+        row: ResultRow,
+        kinds: Mapping[str, str],
+        delta: Delta,
+        counts: Counter[str],
+        *,
+        now: float,
+    ) -> None:
+        self._insert_shadows([row], kinds, delta, now, counts)
 
     def _one_outcome(
         self,
@@ -343,7 +395,7 @@ class MonitorStore:
                     r.variant,
                     r.model_id,
                     r.minute,
-                    None if r.predicted is None else orjson.dumps(r.predicted).decode(),
+                    _json(r.predicted),
                     r.error_code is not None,
                     now,
                     r.fallback_answer,
@@ -382,7 +434,8 @@ class MonitorStore:
                 kinds,
             )
         self._db.executemany(
-            "UPDATE predictions SET joined = 1 WHERE request_id = ?", [(i,) for i, _ in found]
+            "UPDATE predictions SET joined = 1, actual = ? WHERE request_id = ?",
+            [(a, i) for i, a in found],
         )
         self._db.executemany(
             "DELETE FROM pending_outcomes WHERE request_id = ?", [(i,) for i, _ in found]
@@ -411,19 +464,23 @@ class MonitorStore:
         handled = {row[0] for row in self._select_in(sql, ids)} | {
             i for i, p in preds.items() if p[7]
         }
-        joined: list[tuple[str]] = []
+        joined: list[tuple[str, str]] = []
         pending: list[tuple[str, str, str, float]] = []
+        first: list[OutcomeRow] = []
         for o in outcomes:
             if o.request_id in handled:
                 counts["duplicate_outcomes"] += 1  # the first outcome of a request wins
                 continue
             handled.add(o.request_id)
+            first.append(o)
             p = preds.get(o.request_id)
             if p is None:
                 pending.append((o.request_id, o.outcome_id, orjson.dumps(o.actual).decode(), now))
                 continue
             _, test_id, variant, model_id, minute, predicted, errored, _, fallback = p
-            joined.append((o.request_id,))
+            # The outcome is kept with the result: a shadow result arriving later is scored
+            # against it.
+            joined.append((orjson.dumps(o.actual).decode(), o.request_id))
             if fallback:  # another model's answer: never scored for this variant
                 delta.add_fallback_outcome((test_id, variant, model_id, minute))
                 continue
@@ -436,10 +493,166 @@ class MonitorStore:
                 o.actual,
                 kinds,
             )
-        self._db.executemany("UPDATE predictions SET joined = 1 WHERE request_id = ?", joined)
+        self._db.executemany(
+            "UPDATE predictions SET joined = 1, actual = ? WHERE request_id = ?", joined
+        )
         self._db.executemany("INSERT INTO pending_outcomes VALUES (?, ?, ?, ?)", pending)
         counts["outcomes_joined"] += len(joined)
         counts["outcomes_parked"] += len(pending)
+        if self._shadows_unjoined:
+            self._score_shadows({o.request_id: o.actual for o in first}, kinds, delta, counts)
+
+    # ------------------------------------------------------------------ shadow tests
+
+    def _insert_shadows(
+        self,
+        shadows: list[ResultRow],
+        kinds: Mapping[str, str],
+        delta: Delta,
+        now: float,
+        counts: Counter[str],
+    ) -> None:
+        """Count new shadow results (deduplicated by request id), pair each with the champion's
+        answer to its request if already seen, and score it if its outcome is already known
+        (kept with the champion's result, or waiting in ``pending_outcomes``)."""
+        new = self._new_shadows(shadows, counts)
+        if not new:
+            return
+        self._db.executemany(
+            "INSERT INTO shadow_predictions(request_id, test_id, model_id, minute, predicted, "
+            "errored, fallback, paired, joined, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+            [
+                (
+                    r.request_id,
+                    r.test_id,
+                    r.model_id,
+                    r.minute,
+                    _json(r.predicted),
+                    r.error_code is not None,
+                    r.fallback_answer,
+                    now,
+                )
+                for r in new
+            ],
+        )
+        self._shadows_unpaired = self._shadows_unjoined = True
+        for r in new:
+            delta.add_result(r)
+        counts["shadow_results"] += len(new)
+        by_id = {r.request_id: r for r in new}
+        actuals = self._pair_shadows(by_id, kinds, delta, counts)
+        # An outcome parked in this very batch counts: the pending count is updated on commit.
+        if self._pending + counts["outcomes_parked"] - counts["outcomes_unparked"] > 0:
+            rest = [i for i in by_id if i not in actuals]
+            sql = "SELECT request_id, actual FROM pending_outcomes WHERE request_id IN ({marks})"
+            for request_id, actual in self._select_in(sql, rest):
+                actuals[request_id] = orjson.loads(actual)
+        self._score_shadows(actuals, kinds, delta, counts)
+
+    def _new_shadows(self, shadows: list[ResultRow], counts: Counter[str]) -> list[ResultRow]:
+        """The shadow results not seen yet (a redelivered one is counted once)."""
+        if not shadows:
+            return []
+        ids = list({r.request_id for r in shadows})
+        sql = "SELECT request_id FROM shadow_predictions WHERE request_id IN ({marks})"
+        seen = {row[0] for row in self._select_in(sql, ids)}
+        new: list[ResultRow] = []
+        for r in shadows:
+            if r.request_id in seen:
+                counts["duplicate_shadow_results"] += 1
+                continue
+            seen.add(r.request_id)
+            new.append(r)
+        return new
+
+    def _pair_shadows(
+        self,
+        by_id: dict[str, ResultRow],
+        kinds: Mapping[str, str],
+        delta: Delta,
+        counts: Counter[str],
+    ) -> dict[str, Scalar]:
+        """Pair new shadow results with the answers already seen to their requests; returns
+        the outcomes already joined to those answers."""
+        sql = (
+            "SELECT request_id, model_id, predicted, errored, joined, actual FROM predictions "
+            "WHERE request_id IN ({marks})"
+        )
+        actuals: dict[str, Scalar] = {}
+        paired: list[tuple[str]] = []
+        for request_id, champion_id, predicted, errored, joined, actual in list(
+            self._select_in(sql, list(by_id))
+        ):
+            r = by_id[request_id]
+            mine = None if r.error_code is not None or r.fallback else r.predicted
+            champion = None if errored or predicted is None else orjson.loads(predicted)
+            _pair(delta, (r.test_id, r.model_id, r.minute), mine, champion_id, champion, kinds)
+            paired.append((request_id,))
+            if joined and actual is not None:
+                actuals[request_id] = orjson.loads(actual)
+        self._db.executemany(
+            "UPDATE shadow_predictions SET paired = 1 WHERE request_id = ?", paired
+        )
+        counts["shadow_pairs"] += len(paired)
+        return actuals
+
+    def _pair_champions(
+        self, new: list[ResultRow], kinds: Mapping[str, str], delta: Delta, counts: Counter[str]
+    ) -> None:
+        """Pair new results with the shadow results already waiting for them (a mirrored
+        copy may be answered before the champion's answer is read)."""
+        if not self._shadows_unpaired or not new:
+            return
+        by_id = {r.request_id: r for r in new if r.test_id}
+        if not by_id:
+            return
+        sql = (
+            "SELECT request_id, test_id, model_id, minute, predicted, errored, fallback "
+            "FROM shadow_predictions WHERE paired = 0 AND request_id IN ({marks})"
+        )
+        paired: list[tuple[str]] = []
+        for request_id, test_id, model_id, minute, predicted, errored, fallback in list(
+            self._select_in(sql, list(by_id))
+        ):
+            c = by_id[request_id]
+            mine = None if errored or fallback or predicted is None else orjson.loads(predicted)
+            champion = None if c.error_code is not None else c.predicted
+            _pair(delta, (test_id, model_id, minute), mine, c.model_id, champion, kinds)
+            paired.append((request_id,))
+        self._db.executemany(
+            "UPDATE shadow_predictions SET paired = 1 WHERE request_id = ?", paired
+        )
+        counts["shadow_pairs"] += len(paired)
+
+    def _score_shadows(
+        self,
+        actuals: Mapping[str, Scalar],
+        kinds: Mapping[str, str],
+        delta: Delta,
+        counts: Counter[str],
+    ) -> None:
+        """Score the shadow results of these requests not scored yet against their outcome."""
+        if not actuals:
+            return
+        sql = (
+            "SELECT request_id, test_id, model_id, minute, predicted, errored, fallback "
+            "FROM shadow_predictions WHERE joined = 0 AND request_id IN ({marks})"
+        )
+        joined: list[tuple[str]] = []
+        for request_id, test_id, model_id, minute, predicted, errored, fallback in list(
+            self._select_in(sql, list(actuals))
+        ):
+            key = (test_id, "shadow", model_id, minute)
+            joined.append((request_id,))
+            if fallback:
+                delta.add_fallback_outcome(key)
+                continue
+            value = None if errored or predicted is None else orjson.loads(predicted)
+            _score_into(delta, key, model_id, value, actuals[request_id], kinds)
+        self._db.executemany(
+            "UPDATE shadow_predictions SET joined = 1 WHERE request_id = ?", joined
+        )
+        counts["shadow_outcomes_joined"] += len(joined)
 
     def _write_delta(self, d: Delta) -> None:
         db = self._db
@@ -449,6 +662,7 @@ class MonitorStore:
         db.executemany(_ADD_ERRORS, [(*k, code, c) for (k, code), c in d.errors.items()])
         db.executemany(_ADD_QUALITY, [(*k, *v) for k, v in d.quality.items()])
         db.executemany(_ADD_LABELS, [(*k, label, *v) for (k, label), v in d.labels.items()])
+        db.executemany(_ADD_AGREEMENT, [(*k, *v) for k, v in d.agreement.items()])
 
     def _write_registry(self, batch: Batch) -> None:
         db = self._db
@@ -458,11 +672,12 @@ class MonitorStore:
             [(m.model_id, m.type, m.version, m.status) for m in batch.models.values()],
         )
         db.executemany(
-            "INSERT INTO ab_tests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(test_id) DO UPDATE "
-            "SET "
-            "traffic_percentage = excluded.traffic_percentage, split_version = "
-            "excluded.split_version, "
-            "routing = excluded.routing, stopped_at = excluded.stopped_at",
+            "INSERT INTO ab_tests(test_id, champion_model_id, challenger_model_id, "
+            "traffic_percentage, split_version, routing, started_at, stopped_at, mode) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(test_id) DO UPDATE SET "
+            "traffic_percentage = excluded.traffic_percentage, "
+            "split_version = excluded.split_version, routing = excluded.routing, "
+            "stopped_at = excluded.stopped_at, mode = excluded.mode",
             [
                 (
                     t.test_id,
@@ -473,6 +688,7 @@ class MonitorStore:
                     t.routing,
                     t.started_at,
                     t.stopped_at,
+                    t.mode,
                 )
                 for t in batch.tests.values()
             ],
@@ -514,9 +730,15 @@ class MonitorStore:
             dropped = db.execute(
                 "DELETE FROM predictions WHERE received_at < ?", (now - prediction_ttl_s,)
             ).rowcount
+            # Shadow results wait as long as results do for their pair and their outcome.
+            db.execute(
+                "DELETE FROM shadow_predictions WHERE received_at < ?", (now - prediction_ttl_s,)
+            )
             if expired:
                 db.execute(_ADD_COUNTER, ("outcomes_expired", expired))
         self._pending -= expired
+        self._shadows_unpaired = self._any("SELECT 1 FROM shadow_predictions WHERE paired = 0")
+        self._shadows_unjoined = self._any("SELECT 1 FROM shadow_predictions WHERE joined = 0")
         return expired, dropped
 
 
@@ -530,3 +752,23 @@ def _score_into(
 ) -> None:
     kind = kind_of(kinds.get(model_id), actual)
     delta.add_score(key, score(kind, predicted, actual))
+
+
+def _json(value: Scalar | None) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _pair(
+    delta: Delta,
+    key: AgreementKey,
+    shadow: Scalar | None,
+    champion_id: str,
+    champion: Scalar | None,
+    kinds: Mapping[str, str],
+) -> None:
+    """Count a shadow's prediction (None: it gave none) against the champion's answer."""
+    found = None
+    if champion is not None and shadow is not None:
+        model_type = kinds.get(champion_id) or kinds.get(key[1])
+        found = agreement(kind_of_pair(model_type, champion, shadow), champion, shadow)
+    delta.add_pair(key, found)

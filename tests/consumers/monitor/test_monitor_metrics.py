@@ -96,6 +96,7 @@ async def test_metrics_endpoint_exposes_variants_latency_and_lag(
     assert {s.labels["topic"] for s in lag} == {
         settings.topic("predictions.results"),
         settings.topic("predictions.outcomes"),
+        settings.topic("predictions.shadow"),
     }
     records = {
         s.labels["what"]: s.value for s in families["model_registry_monitor_records"].samples
