@@ -10,6 +10,10 @@ A/B test, the split decides which of the two serves it:
 - ``random`` (the spec's option): the same buckets drawn from ``(test id, request id)``:
   uniformly random across requests, yet a redelivered request lands where it landed before,
   so a retry gets the same answer.
+
+A **shadow** test (``mode: shadow``) answers every request with the champion; the requests in
+the challenger's buckets are also mirrored to the challenger (``Route.shadow``), whose answers
+go to ``predictions.shadow`` for the monitor and never to the caller.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Route:
     split_version: int | None = None
     champion: ModelState | None = None  # the fallback of a challenger
     resolved: str | None = None  # the model id the request's name led to
+    shadow: ModelState | None = None  # a shadow test's challenger, sent a mirrored copy
 
 
 class ChampionChallengerRouter:
@@ -96,6 +101,15 @@ class ChampionChallengerRouter:
         if pair is None:
             return Route(served=requested, variant="none", resolved=requested.model_id)
         test = pair.test
+        if test.shadow:  # the champion answers; the challenger's share is mirrored to it
+            return Route(
+                served=pair.champion,
+                variant="champion",
+                test_id=test.test_id,
+                split_version=test.split_version,
+                resolved=requested.model_id,
+                shadow=pair.challenger if variant == "challenger" else None,
+            )
         return Route(
             served=pair.challenger if variant == "challenger" else pair.champion,
             variant=variant,

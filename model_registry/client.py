@@ -96,6 +96,10 @@ class ModelRegistry(CommandClient):
         """Every version ``model_id`` has carried."""
         return await (await self._projection(consistent)).list_versions(model_id)
 
+    async def list_aliases(self, *, consistent: bool = True) -> list[tuple[str, str, str, str]]:
+        """Every alias: (alias, model id, version, status). ``get_model`` takes an alias too."""
+        return await (await self._projection(consistent)).list_aliases()
+
     async def status_history(self, model_id: str, *, consistent: bool = True) -> list[StatusChange]:
         """Every status transition of ``model_id``."""
         return await (await self._projection(consistent)).status_history(model_id)

@@ -24,6 +24,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from projections.audit import AuditEntry, entry_from_row
 from projections.errors import ProjectionLagError, ProjectionUnavailable
 from projections.pointintime import fold_as_of
@@ -36,6 +38,7 @@ from projections.views import (
     VersionView,
 )
 from registry.core.messages import REGISTRY_KEY
+from registry.core.state import iso
 from registry.core.types import Metrics, ModelConfig, ModelType, Provider, Status
 
 __all__ = ["ProjectionReader"]
@@ -127,10 +130,58 @@ class ProjectionReader:
         """The model now, or as of a time (``datetime``; naive means UTC) or an offset (``int``,
         in the model's partition of ``registry.events``). None if it was not registered then.
         An unregistered model is returned with status ``unregistered``."""
+        if "@" in model_id:  # an alias: the model it names now (or as of then)
+            named = self._alias_target(model_id, as_of)
+            if named is None:
+                return None
+            model_id = named
         if as_of is None:
             row = self._connection().execute(_GET, (model_id,)).fetchone()
             return None if row is None else ModelView(row)
         return self._as_of(model_id, as_of)
+
+    def _alias_target(self, alias: str, as_of: datetime | int | None) -> str | None:
+        """The model ``alias`` names now, or named at ``as_of`` (from the alias events)."""
+        conn = self._connection()
+        if as_of is None:
+            row = conn.execute(
+                "SELECT model_id FROM model_aliases WHERE alias = ?", (alias,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+        cut_column, cut = (
+            ("offset", as_of) if isinstance(as_of, int) else ("occurred_at", iso(as_of))
+        )
+        rows = conn.execute(
+            "SELECT type, model_id, value FROM events WHERE applied = 1 AND type IN "
+            "('AliasAssigned', 'AliasRemoved', 'ChallengerPromoted', 'PromotionRolledBack', "
+            f"'RegistryCleared') AND {cut_column} <= ? ORDER BY partition, offset",
+            (cut,),
+        ).fetchall()
+        target: str | None = None
+        for kind, mid, value in rows:
+            payload = orjson.loads(value).get("payload", {})
+            if kind == "AliasAssigned" and payload.get("alias") == alias:
+                target = mid
+            elif (
+                kind == "AliasRemoved"
+                and payload.get("alias") == alias
+                or kind == "RegistryCleared"
+            ):
+                target = None
+            elif kind in ("ChallengerPromoted", "PromotionRolledBack") and alias in payload.get(
+                "aliases", ()
+            ):
+                target = mid if kind == "ChallengerPromoted" else payload.get("restoredModelId")
+        return target
+
+    async def list_aliases(self) -> list[tuple[str, str, str, str]]:
+        """Every alias: (alias, model id, version, status), by alias."""
+        return [
+            (str(a), str(m), str(v), str(s))
+            for a, m, v, s in self._connection().execute(
+                "SELECT alias, model_id, version, status FROM model_aliases ORDER BY alias"
+            )
+        ]
 
     def _as_of(self, model_id: str, as_of: datetime | int) -> ModelView | None:
         conn = self._connection()

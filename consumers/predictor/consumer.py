@@ -51,12 +51,18 @@ from consumers.predictor.delivery import (
 )
 from consumers.predictor.lanes import Lane, Lanes
 from consumers.predictor.pipeline import PredictionPipeline, internal_error
-from consumers.predictor.results import Outgoing, ResultWriter, error_record, failed_result
+from consumers.predictor.results import (
+    HEADERS,
+    Outgoing,
+    ResultWriter,
+    error_record,
+    failed_result,
+)
 from consumers.predictor.view import RegistryView
 from consumers.predictor.work import Work
 from consumers.providers.base import CallPolicy
 from consumers.providers.factory import ProviderFactory
-from consumers.routing import ChampionChallengerRouter
+from consumers.routing import ChampionChallengerRouter, Route
 from registry.core.predictions import PredictionRequest
 from registry.infra.kafka.clients import (
     lag_of,
@@ -103,6 +109,10 @@ class PredictorStats:
     delivery_retries: int = 0
     registry_events: int = 0
     registry_events_skipped: int = 0
+    shadow_results: int = 0
+    """Mirrored copies answered by shadow challengers (on ``predictions.shadow``)."""
+    shadow_dropped: int = 0
+    """Mirrored copies dropped (a full shadow lane, or the write failed): best effort."""
     last_progress_monotonic: float = field(default_factory=time.monotonic)
 
     def unaccounted(self) -> int:
@@ -157,6 +167,8 @@ class PredictionConsumer:
         )
         self.requests_topic = settings.topic("predictions.requests")
         self.results_topic = settings.topic("predictions.results")
+        self.shadow_topic = settings.topic("predictions.shadow")
+        self._producer: AIOKafkaProducer | None = None
         self.lane_max_wait_s = (
             config.lane_max_wait_s if lane_max_wait_s is None else lane_max_wait_s
         )
@@ -214,6 +226,7 @@ class PredictionConsumer:
             await start_client(producer, self.settings)
             await start_client(consumer, self.settings)
             await self._learn_partitions(producer, consumer)
+            self._producer = producer
             follower = asyncio.create_task(self.view.follow(follow_stop), name="registry-view")
             self._follower = follower
             self.ready.set()
@@ -476,7 +489,14 @@ class PredictionConsumer:
         writer = ResultWriter(now)
         mock = self.pipeline.fallback_to_mock if self.config.mock_fallback else None
         answers: list[Answer] = []
+        shadows: list[Work] = []
         for w in works:
+            if w.shadow_of is not None:  # a mirrored copy's answer: to the monitor only
+                self._shadow_result(writer, w)
+                continue
+            route = w.route
+            if route is not None and route.shadow is not None and w.failure is None:
+                shadows.append(w)
             window = w.window
             assert window is not None
             try:
@@ -508,6 +528,57 @@ class PredictionConsumer:
                 )
             )
         emitter.answer(answers)
+        if shadows:
+            self._mirror(shadows)
+
+    # ------------------------------------------------------------------ shadow tests
+
+    def _mirror(self, works: list[Work]) -> None:
+        """Send mirrored copies of answered requests to their shadow challengers' lanes.
+        Best effort: a full lane drops the copy (the caller's answer is never held up)."""
+        now = time.perf_counter()
+        for w in works:
+            route = w.route
+            assert route is not None
+            assert route.shadow is not None
+            copy = Work(
+                w.record,
+                w.request,
+                None,
+                now,
+                route=Route(
+                    served=route.shadow,
+                    variant="shadow",
+                    test_id=route.test_id,
+                    split_version=route.split_version,
+                    resolved=route.resolved,
+                ),
+                served=route.shadow,
+                shadow_of=w,
+            )
+            if not self.lanes.get(route.shadow.model_id).offer(copy):
+                self.stats.shadow_dropped += 1
+
+    def _shadow_result(self, writer: ResultWriter, w: Work) -> None:
+        """Produce a shadow answer to ``predictions.shadow`` (not tracked: at most once)."""
+        producer = self._producer
+        if producer is None:
+            return
+        try:
+            out = writer.record(w)
+        except Exception as exc:  # noqa: BLE001 - a lost shadow answer harms no caller
+            log.error("building a shadow result failed (%s)", type(exc).__name__)
+            return
+        self.stats.shadow_results += 1
+
+        async def send() -> None:
+            try:
+                await producer.send(self.shadow_topic, out.value, key=out.key, headers=HEADERS)
+            except Exception as exc:  # noqa: BLE001 - at most once, by design
+                self.stats.shadow_dropped += 1
+                log.warning("a shadow result was not written (%s)", type(exc).__name__)
+
+        self._spawn(send())
 
     def _acked(self, answers: list[Answer]) -> None:
         """The emitter's callback: these results are out."""

@@ -119,7 +119,8 @@ class ResultWriter:
         """The result of one request (an error result when it failed)."""
         req = w.request
         out = self._template(req.model_id, w.route, w.served).copy()
-        out["id"] = fast_result_id(req.id)
+        # a shadow answer has its own id: it is not the request's result
+        out["id"] = fast_result_id(req.id if w.shadow_of is None else f"{req.id}\x1fshadow")
         out["request_id"] = req.id
         done_at = w.done_at
         out["latency_ms"] = round(max(0.0, done_at - w.t0) * 1000, 3) if done_at else 0.0

@@ -92,7 +92,8 @@ class RegistryView:
             if champion is None:
                 continue
             pair = TestPair(challenger=state, champion=champion)
-            pairs[state.model_id] = pair
+            if not test.shadow:  # a shadow challenger addressed by its id answers as itself
+                pairs[state.model_id] = pair
             pairs[champion.model_id] = pair
         return pairs
 

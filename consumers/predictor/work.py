@@ -42,3 +42,4 @@ class Work:
     fallback_reason: str | None = None
     fell_back: bool = False  # sent to the champion once already: never again
     done_at: float = 0.0
+    shadow_of: Work | None = None  # a mirrored copy for a shadow challenger (no offset slot)

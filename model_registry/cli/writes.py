@@ -39,9 +39,11 @@ def register(main: click.Group, *, models: click.Group, ab: click.Group) -> None
         models_metrics,
         models_update,
         models_unregister,
+        models_alias,
+        models_unalias,
     ):
         models.add_command(_signed(cmd))
-    for cmd in (ab_start, ab_traffic, ab_stop):
+    for cmd in (ab_start, ab_traffic, ab_stop, ab_promote, ab_rollback):
         ab.add_command(_signed(cmd))
 
 
@@ -281,10 +283,15 @@ def models_release(model_id: str, version: str, status: str | None) -> None:
     metavar="NAME=VALUE",
     help="e.g. --set accuracy=87.5 --set f1Score=85",
 )
-def models_metrics(model_id: str, pairs: tuple[str, ...]) -> None:
-    """Record evaluation metrics for MODEL_ID."""
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="These metrics become the whole set (default: merged into the current ones).",
+)
+def models_metrics(model_id: str, pairs: tuple[str, ...], replace: bool) -> None:
+    """Record evaluation metrics for MODEL_ID (merged into its current set)."""
     metrics = _metrics(pairs)
-    _write(lambda reg: reg.record_metrics(model_id, metrics), "metrics recorded")
+    _write(lambda reg: reg.record_metrics(model_id, metrics, replace=replace), "metrics recorded")
 
 
 def _json_option(text: str | None, option: str) -> dict[str, Any] | None:
@@ -495,22 +502,163 @@ def models_unregister(model_id: str, reason: str | None) -> None:
     help="Percent of traffic to the challenger.",
 )
 @click.option("--routing", type=click.Choice(["hash", "random"]), default="hash", show_default=True)
-def ab_start(challenger_id: str, champion_id: str, traffic: float, routing: str) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["split", "shadow"]),
+    default="split",
+    show_default=True,
+    help="shadow: the challenger (testing or active) gets a mirrored copy of --traffic % of "
+    "the champion's requests; its answers are compared, never returned.",
+)
+@click.option(
+    "--guardrail",
+    "guardrails",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Limits the monitor enforces: maxErrorRate=5 (percent), maxLatencyP99Ms=800, "
+    "srmPValue=0.001, minQualityDelta=2 (points), minSamples=200, "
+    "action=zero_traffic|stop, promoteWhenBetter=true.",
+)
+def ab_start(
+    challenger_id: str,
+    champion_id: str,
+    traffic: float,
+    routing: str,
+    mode: str,
+    guardrails: tuple[str, ...],
+) -> None:
     """Start an A/B test: CHALLENGER_ID takes --traffic % of --champion's requests."""
+    rails = _guardrails(guardrails) if guardrails else None
     _write(
-        lambda reg: reg.start_ab_test(challenger_id, champion_id, traffic, routing=routing),
-        "A/B test started",
+        lambda reg: reg.start_ab_test(
+            challenger_id, champion_id, traffic, routing=routing, mode=mode, guardrails=rails
+        ),
+        "shadow test started" if mode == "shadow" else "A/B test started",
     )
+
+
+def _guardrails(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``--guardrail NAME=VALUE`` pairs as a ``Guardrails`` (refused here when invalid)."""
+    from pydantic import ValidationError
+
+    from registry.core.types import Guardrails
+
+    raw = _pairs(pairs, "--guardrail", "maxErrorRate=5")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        values[key] = value
+    try:
+        return Guardrails.model_validate(values).wire()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "guardrail"
+        raise click.BadParameter(f"{where}: {first['msg']}", param_hint="--guardrail") from None
 
 
 @click.command("traffic")
 @click.argument("challenger_id", callback=_model_id)
 @click.argument("percentage", type=click.FloatRange(0, 100))
-def ab_traffic(challenger_id: str, percentage: float) -> None:
+@click.option("--reason")
+def ab_traffic(challenger_id: str, percentage: float, reason: str | None) -> None:
     """Change the running test's split to PERCENTAGE for the challenger."""
     _write(
-        lambda reg: reg.change_traffic(challenger_id, percentage), f"traffic set to {percentage}%"
+        lambda reg: reg.change_traffic(challenger_id, percentage, reason=reason),
+        f"traffic set to {percentage}%",
     )
+
+
+@click.command("promote")
+@click.argument("challenger_id", callback=_model_id)
+@click.option("--reason")
+@click.option(
+    "--no-evidence",
+    is_flag=True,
+    help="Do not attach the monitor's report (verdict and figures) to the event.",
+)
+def ab_promote(challenger_id: str, reason: str | None, no_evidence: bool) -> None:
+    """Promote CHALLENGER_ID: it serves everything addressed to its champion (its id and
+    aliases), the test ends and the champion is deprecated, in one event. The monitor's
+    report at this moment is kept in the event as evidence."""
+    evidence = None if no_evidence else _evidence(challenger_id)
+    _write(lambda reg: reg.promote(challenger_id, reason=reason, evidence=evidence), "promoted")
+
+
+def _evidence(challenger_id: str) -> dict[str, Any] | None:
+    """The monitor's report of the challenger's running test, as promotion evidence."""
+    from consumers.monitor.errors import TestNotFound
+    from consumers.monitor.report import build_report
+    from consumers.monitor.service import monitor_path
+
+    path = monitor_path(cli_settings())
+    if not path.exists():
+        return None
+    try:
+        report = build_report(path, challenger_id)
+    except TestNotFound:
+        return None
+    if not report.running or report.challenger_model_id != challenger_id:
+        return None
+    figures: dict[str, Any] = {
+        "test_id": report.test_id,
+        "champion_requests": report.champion.requests,
+        "challenger_requests": report.challenger.requests,
+        "champion_error_rate": report.champion.error_rate,
+        "challenger_error_rate": report.challenger.error_rate,
+        "champion_accuracy": report.champion.accuracy,
+        "challenger_accuracy": report.challenger.accuracy,
+        "champion_mae": report.champion.mae,
+        "challenger_mae": report.challenger.mae,
+    }
+    quality = report.quality
+    if quality is not None and quality.sequential is not None:
+        figures["quality_metric"] = quality.metric
+        figures["quality_diff"] = quality.sequential.estimate
+        figures["quality_cs_low"] = quality.sequential.low
+        figures["quality_cs_high"] = quality.sequential.high
+    return {
+        "verdict": report.verdict[:200],
+        "figures": {k: v for k, v in figures.items() if v is not None},
+    }
+
+
+@click.command("rollback")
+@click.argument("model_id", callback=_model_id)
+@click.option("--reason")
+def ab_rollback(model_id: str, reason: str | None) -> None:
+    """Undo the promotion of MODEL_ID: the champion it replaced serves again (its id and
+    aliases), MODEL_ID is deprecated and forwards to it, in one event."""
+    _write(lambda reg: reg.rollback(model_id, reason=reason), "rolled back")
+
+
+def _alias(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from pydantic import TypeAdapter, ValidationError
+
+    from registry.core.messages import Alias
+
+    try:
+        return str(TypeAdapter(Alias).validate_python(value))
+    except ValidationError:
+        raise click.BadParameter(
+            "an alias is NAME@LABEL (e.g. lead-scoring@production)", param_hint="ALIAS"
+        ) from None
+
+
+@click.command("alias")
+@click.argument("alias", callback=_alias)
+@click.argument("model_id", callback=_model_id)
+def models_alias(alias: str, model_id: str) -> None:
+    """Point ALIAS (NAME@LABEL) at MODEL_ID, an active model (moving it from any other)."""
+    _write(lambda reg: reg.assign_alias(alias, model_id), f"alias {alias} set")
+
+
+@click.command("unalias")
+@click.argument("alias", callback=_alias)
+@click.argument("model_id", callback=_model_id)
+def models_unalias(alias: str, model_id: str) -> None:
+    """Remove ALIAS from MODEL_ID, the model it names."""
+    _write(lambda reg: reg.remove_alias(alias, model_id), f"alias {alias} removed")
 
 
 @click.command("stop")

@@ -14,12 +14,16 @@ from registry.core.messages import (
     ABTestStarted,
     ABTestStopped,
     ABTestTrafficChanged,
+    AliasAssigned,
+    AliasRemoved,
+    ChallengerPromoted,
     ModelConfigUpdated,
     ModelMetricsRecorded,
     ModelRegistered,
     ModelStatusChanged,
     ModelUnregistered,
     ModelVersionReleased,
+    PromotionRolledBack,
     RegistryCleared,
 )
 
@@ -59,12 +63,31 @@ _SUMMARIES: dict[type[Any], Callable[[Any], str]] = {
         "config: " + ", ".join(sorted(e.payload.changes.model_fields_set))
     ),
     ABTestStarted: lambda e: (
-        f"A/B {e.payload.test_id}: {e.payload.traffic_percentage}% of {e.payload.champion_model_id}"
+        f"{'shadow' if e.payload.mode == 'shadow' else 'A/B'} {e.payload.test_id}: "
+        f"{e.payload.traffic_percentage}% of {e.payload.champion_model_id}"
+        + (" (guardrails)" if e.payload.guardrails else "")
     ),
     ABTestTrafficChanged: lambda e: (
         f"A/B {e.payload.test_id}: {e.payload.previous_percentage}% -> "
-        f"{e.payload.traffic_percentage}%"
+        f"{e.payload.traffic_percentage}%{_why(e.payload.reason)}"
     ),
+    ChallengerPromoted: lambda e: (
+        f"promoted {e.payload.version} over {e.payload.champion_model_id} "
+        f"{e.payload.champion_version}"
+        + (f" (aliases {', '.join(e.payload.aliases)})" if e.payload.aliases else "")
+        + (f"; evidence: {e.payload.evidence.verdict}" if e.payload.evidence else "")
+        + _why(e.payload.reason)
+    ),
+    PromotionRolledBack: lambda e: (
+        f"rolled back to {e.payload.restored_model_id} {e.payload.restored_version}"
+        + (f" (aliases {', '.join(e.payload.aliases)})" if e.payload.aliases else "")
+        + _why(e.payload.reason)
+    ),
+    AliasAssigned: lambda e: (
+        f"alias {e.payload.alias}"
+        + (f" (from {e.payload.previous_model_id})" if e.payload.previous_model_id else "")
+    ),
+    AliasRemoved: lambda e: f"alias {e.payload.alias} removed",
     ABTestStopped: lambda e: f"A/B {e.payload.test_id} stopped{_why(e.payload.reason)}",
     ModelUnregistered: lambda e: f"unregistered at {e.payload.version}{_why(e.payload.reason)}",
     RegistryCleared: lambda e: (
@@ -137,12 +160,23 @@ def model_detail(view: ModelView) -> None:
     if cfg.metrics:
         m = cfg.metrics.model_dump(by_alias=True, exclude_none=True)
         console.print("  metrics      " + ", ".join(f"{k}={v}" for k, v in m.items()))
+    if view.aliases:
+        console.print(f"  aliases      {', '.join(view.aliases)}")
+    if view.served_by:
+        console.print(f"  served by    {view.served_by} (promoted over this model)")
+    if view.replaces:
+        console.print(f"  replaces     {view.replaces} (ab rollback restores it)")
     if view.ab_test_id:
+        kind = "shadow test" if view.ab_mode == "shadow" else "A/B test"
+        share = "mirrored" if view.ab_mode == "shadow" else "traffic"
         console.print(
-            f"  A/B test     {view.ab_test_id}: {view.traffic_percentage}% of "
-            f"{view.champion_model_id}'s traffic "
+            f"  {kind:<12} {view.ab_test_id}: {view.traffic_percentage}% of "
+            f"{view.champion_model_id}'s {share} "
             f"(split v{view.split_version}, {view.ab_routing})"
         )
+        if view.guardrails:
+            rails = ", ".join(f"{k}={v}" for k, v in view.guardrails.items())
+            console.print(f"  guardrails   {rails}")
 
 
 def models_table(views: Sequence[ModelView]) -> None:

@@ -46,6 +46,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("predictions.requests", False, 7 * DAY_MS),
     TopicSpec("predictions.results", False, 30 * DAY_MS),
     TopicSpec("predictions.outcomes", False, 30 * DAY_MS),
+    # a shadow challenger's answers to mirrored requests: compared by the monitor, never
+    # anyone's answer (callers read predictions.results)
+    TopicSpec("predictions.shadow", False, 30 * DAY_MS),
     TopicSpec("registry.commands.dlq", True, 30 * DAY_MS),
     TopicSpec("registry.events.dlq", True, 30 * DAY_MS),
     TopicSpec("predictions.requests.dlq", False, 30 * DAY_MS),
