@@ -14,6 +14,14 @@ advance). The verdict is decided by the sequential ones.
 Honest counting (``consumers.monitor.aggregate``): a challenger's request the champion answered
 (``fallback: champion``) is a challenger error, never scored; ``latency_ms`` are percentiles
 of the answers the variant's own model gave, ``latency_all_ms`` of every request.
+
+Shadow tests (``mode: shadow``): the challenger answers mirrored copies of the champion's
+requests (variant ``shadow``, never anyone's answer). The report compares champion and shadow
+the same way - ``challenger`` holds the shadow arm, ``mode`` says so, the verdict reads
+``shadow better`` / ``shadow worse`` - without the SRM check (mirrors are best-effort: a full
+lane drops them), and adds ``agreement``: the share of mirrored requests where the shadow's
+prediction equals the champion's (values within a relative 1e-6), and the mean absolute
+difference of values.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any, Literal
 from consumers.monitor.errors import TestNotFound
 from consumers.monitor.latency import percentiles
 from consumers.monitor.schema import ensure_math
-from consumers.monitor.scoring import kind_of
+from consumers.monitor.scoring import AGREEMENT_ABS_TOL, AGREEMENT_REL_TOL, kind_of
 from consumers.monitor.sequential import (
     DEFAULT_ALPHA,
     DEFAULT_TUNE_N,
@@ -40,6 +48,7 @@ from consumers.monitor.significance import Interval, SrmResult, newcombe_diff, s
 __all__ = [
     "Comparison",
     "ComparisonReport",
+    "ShadowAgreement",
     "VariantStats",
     "build_report",
     "open_readonly",
@@ -50,7 +59,10 @@ VERDICT_BETTER = "challenger better"
 VERDICT_WORSE = "challenger worse"
 VERDICT_WAIT = "not yet enough data"
 VERDICT_SRM = "no verdict: sample ratio mismatch"
+VERDICT_SHADOW_BETTER = "shadow better"
+VERDICT_SHADOW_WORSE = "shadow worse"
 VARIANTS = ("champion", "challenger")
+MODE_SPLIT, MODE_SHADOW = "split", "shadow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,8 @@ class Comparison:
     enough_data: bool
     sequential: Interval | None = None
     level: float = 1 - DEFAULT_ALPHA
+    arm: str = "challenger"
+    """What the challenger arm is called: ``shadow`` in a shadow test."""
 
     @property
     def fixed_horizon(self) -> Interval | None:
@@ -152,10 +166,33 @@ class Comparison:
             return "-" if i is None else f"{i.low * scale:+.2f} to {i.high * scale:+.2f}"
 
         return (
-            f"{self.metric} {fmt(self.challenger)} (challenger) vs {fmt(self.champion)} "
+            f"{self.metric} {fmt(self.challenger)} ({self.arm}) vs {fmt(self.champion)} "
             f"(champion): {d.estimate * scale:+.2f}{unit} (sequential {level} CS "
             f"{span(self.sequential)}; fixed-horizon {level} CI {span(self.difference)})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowAgreement:
+    """Shadow vs champion on the same (mirrored) requests.
+
+    ``pairs``: shadow results paired with the champion's answer to their request;
+    ``compared``: pairs where both gave a readable prediction (no error, no fallback);
+    ``agreement_rate`` = ``agreements`` / ``compared`` (labels equal; values equal within
+    ``rel_tol`` of the larger or ``abs_tol``); ``mean_abs_difference`` over the ``numeric_n``
+    pairs of values (regression, forecasting); ``unpaired``: shadow results whose champion
+    answer has not been read (yet, or within the join window).
+    """
+
+    pairs: int = 0
+    compared: int = 0
+    agreements: int = 0
+    agreement_rate: float | None = None
+    numeric_n: int = 0
+    mean_abs_difference: float | None = None
+    unpaired: int = 0
+    rel_tol: float = AGREEMENT_REL_TOL
+    abs_tol: float = AGREEMENT_ABS_TOL
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +222,19 @@ class ComparisonReport:
     """Anytime-valid SRM p-value (beta-binomial mixture; the guardrails use it)."""
     alpha: float = DEFAULT_ALPHA
     sequential_tune_n: int = DEFAULT_TUNE_N
+    mode: str = MODE_SPLIT
+    """``split`` or ``shadow`` (then ``challenger`` holds the shadow arm, variant ``shadow``)."""
+    agreement: ShadowAgreement | None = None
+    """Shadow tests only: how often the shadow's prediction equals the champion's."""
 
     @property
     def running(self) -> bool:
         return self.stopped_at is None
+
+    @property
+    def arm(self) -> str:
+        """The challenger arm's name: ``challenger``, or ``shadow`` in a shadow test."""
+        return "shadow" if self.mode == MODE_SHADOW else "challenger"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping."""
@@ -228,8 +274,10 @@ class ComparisonReport:
                 "srm_sequential_p_value",
                 "alpha",
                 "sequential_tune_n",
+                "mode",
             )
         }
+        out["agreement"] = asdict(self.agreement) if self.agreement else None
         out["running"] = self.running
         out["champion"], out["challenger"] = asdict(self.champion), asdict(self.challenger)
         out["srm"] = asdict(self.srm) if self.srm else None
@@ -365,6 +413,43 @@ def _precision_recall(labels: list[tuple[str, int, int, int]]) -> tuple[float | 
     )
 
 
+def _agreement(db: sqlite3.Connection, test_id: str, shadow_requests: int) -> ShadowAgreement:
+    pairs, compared, agreements, numeric_n, abs_sum = db.execute(
+        "SELECT COALESCE(SUM(pairs), 0), COALESCE(SUM(compared), 0), "
+        "COALESCE(SUM(agreements), 0), COALESCE(SUM(numeric_n), 0), "
+        "COALESCE(SUM(abs_diff_sum), 0) FROM shadow_agreement WHERE test_id = ?",
+        (test_id,),
+    ).fetchone()
+    return ShadowAgreement(
+        pairs=pairs,
+        compared=compared,
+        agreements=agreements,
+        agreement_rate=agreements / compared if compared else None,
+        numeric_n=numeric_n,
+        mean_abs_difference=abs_sum / numeric_n if numeric_n else None,
+        unpaired=max(0, shadow_requests - pairs),
+    )
+
+
+def _mirrored_share(db: sqlite3.Connection, test: sqlite3.Row) -> float | None:
+    """The share of the champion's requests the splits expect to be mirrored."""
+    splits = dict(
+        db.execute(
+            "SELECT split_version, traffic_percentage FROM ab_splits WHERE test_id = ?",
+            (test["test_id"],),
+        ).fetchall()
+    )
+    expected, total = 0.0, 0
+    for sv, n in db.execute(
+        "SELECT split_version, SUM(requests) FROM variant_minute WHERE test_id = ? AND "
+        "variant = 'champion' GROUP BY split_version",
+        (test["test_id"],),
+    ):
+        expected += n * splits.get(sv, test["traffic_percentage"]) / 100.0
+        total += n
+    return expected / total if total else None
+
+
 def _srm(
     db: sqlite3.Connection, test: sqlite3.Row
 ) -> tuple[SrmResult | None, float | None, float | None]:
@@ -417,17 +502,29 @@ def build_report(
     with open_readonly(db_path) as db:
         test = resolve_test(db, ref)
         test_id = test["test_id"]
+        # A database the monitor has not migrated yet (schema 2) has no mode: split.
+        mode = test["mode"] if "mode" in test.keys() else MODE_SPLIT  # noqa: SIM118
+        shadow = mode == MODE_SHADOW
+        arm = "shadow" if shadow else "challenger"
+        # The shares: of all the test's requests (split); of the champion's (shadow: every
+        # request is the champion's, a share of them is mirrored).
         total = db.execute(
             "SELECT COALESCE(SUM(requests), 0) FROM variant_minute WHERE test_id = ? AND variant "
-            "IN ('champion', 'challenger')",
-            (test_id,),
+            "IN (?, ?)",
+            (test_id, "champion", "champion" if shadow else "challenger"),
         ).fetchone()[0]
         champion = _variant_stats(db, test_id, "champion", test["champion_model_id"], total)
-        challenger = _variant_stats(db, test_id, "challenger", test["challenger_model_id"], total)
+        challenger = _variant_stats(db, test_id, arm, test["challenger_model_id"], total)
         type_row = db.execute(
             "SELECT type FROM models WHERE model_id = ?", (test["champion_model_id"],)
         ).fetchone()
-        srm, expected_share, srm_seq = _srm(db, test)
+        agreement = None
+        if shadow:
+            # No SRM check: mirrors are best-effort (a full challenger lane drops them).
+            srm, expected_share, srm_seq = None, _mirrored_share(db, test), None
+            agreement = _agreement(db, test_id, challenger.requests)
+        else:
+            srm, expected_share, srm_seq = _srm(db, test)
     model_type = type_row[0] if type_row else None
     z = NormalDist().inv_cdf(1 - alpha / 2)
     level = 1 - alpha
@@ -441,12 +538,15 @@ def build_report(
         enough_data=min(a.requests, b.requests) >= min_requests,
         sequential=diff_proportions_cs(a.errors, a.requests, b.errors, b.requests, alpha, tune_n),
         level=level,
+        arm=arm,
     )
-    quality = _quality(a, b, model_type, min_scored, alpha, tune_n)
-    latency = _latency(a, b, min_requests, alpha, tune_n)
+    quality = _quality(a, b, model_type, min_scored, alpha, tune_n, arm)
+    latency = _latency(a, b, min_requests, alpha, tune_n, arm)
     verdict, reasons = _verdict(
-        srm, error_rate, quality, champion, challenger, min_requests, min_scored
+        srm, error_rate, quality, champion, challenger, min_requests, min_scored, arm
     )
+    if agreement is not None:
+        reasons.append(_describe_agreement(agreement))
     return ComparisonReport(
         test_id=test_id,
         champion_model_id=test["champion_model_id"],
@@ -469,11 +569,30 @@ def build_report(
         srm_sequential_p_value=srm_seq,
         alpha=alpha,
         sequential_tune_n=tune_n,
+        mode=mode,
+        agreement=agreement,
     )
 
 
+def _describe_agreement(g: ShadowAgreement) -> str:
+    if g.agreement_rate is None:
+        return f"agreement: no mirrored request compared yet ({g.pairs} paired)"
+    text = (
+        f"agreement {g.agreement_rate * 100:.2f}% ({g.agreements} of {g.compared} mirrored "
+        "requests: the shadow predicted what the champion answered)"
+    )
+    if g.mean_abs_difference is not None:
+        text += f"; mean absolute difference {g.mean_abs_difference:.4g}"
+    return text
+
+
 def _latency(
-    a: VariantStats, b: VariantStats, min_requests: int, alpha: float, tune_n: int
+    a: VariantStats,
+    b: VariantStats,
+    min_requests: int,
+    alpha: float,
+    tune_n: int,
+    arm: str = "challenger",
 ) -> Comparison | None:
     """Mean latency of each arm's own answers, challenger minus champion."""
     if a.mean_latency_ms is None or b.mean_latency_ms is None:
@@ -508,6 +627,7 @@ def _latency(
         enough_data=min(a.answers, b.answers) >= min_requests,
         sequential=seq,
         level=1 - alpha,
+        arm=arm,
     )
 
 
@@ -518,6 +638,7 @@ def _quality(
     min_scored: int,
     alpha: float = DEFAULT_ALPHA,
     tune_n: int = DEFAULT_TUNE_N,
+    arm: str = "challenger",
 ) -> Comparison | None:
     if a.scored == 0 and b.scored == 0:
         return None
@@ -550,6 +671,7 @@ def _quality(
             enough_data=enough,
             sequential=seq,
             level=level,
+            arm=arm,
         )
     z = NormalDist().inv_cdf(1 - alpha / 2)
     return Comparison(
@@ -561,6 +683,7 @@ def _quality(
         enough_data=enough,
         sequential=diff_proportions_cs(a.correct, a.scored, b.correct, b.scored, alpha, tune_n),
         level=level,
+        arm=arm,
     )
 
 
@@ -572,6 +695,7 @@ def _verdict(
     b: VariantStats,
     min_requests: int,
     min_scored: int,
+    arm: str = "challenger",
 ) -> tuple[str, list[str]]:
     if srm is not None and srm.alert:
         return VERDICT_SRM, [
@@ -584,21 +708,25 @@ def _verdict(
     better = [c for c in comparisons if c.finding == "better"]
     notes = (
         [
-            f"{b.fallbacks} challenger requests were answered by the champion (fallback): "
-            f"counted as challenger errors, their {b.fallback_outcomes} outcomes not scored"
+            f"{b.fallbacks} {arm} requests were answered by the champion (fallback): "
+            f"counted as {arm} errors, their {b.fallback_outcomes} outcomes not scored"
         ]
         if b.fallbacks
         else []
     )
+    shadow = arm == "shadow"
     if worse:
-        return VERDICT_WORSE, [c.describe() for c in worse] + notes
+        return (VERDICT_SHADOW_WORSE if shadow else VERDICT_WORSE), [
+            c.describe() for c in worse
+        ] + notes
     if better:
-        return VERDICT_BETTER, [c.describe() for c in better] + notes
+        return (VERDICT_SHADOW_BETTER if shadow else VERDICT_BETTER), [
+            c.describe() for c in better
+        ] + notes
     reasons = []
     if min(a.requests, b.requests) < min_requests:
         reasons.append(
-            f"requests {a.requests} (champion) / {b.requests} (challenger); need {min_requests} "
-            "each"
+            f"requests {a.requests} (champion) / {b.requests} ({arm}); need {min_requests} each"
         )
     if quality is None:
         reasons.append("no outcomes joined yet")

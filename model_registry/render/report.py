@@ -1,4 +1,6 @@
-"""The comparison report as a rich table (the CLI's default output)."""
+"""The comparison report as a rich table (the CLI's default output).
+
+A shadow test (``mode: shadow``) is shown as champion vs shadow, with the agreement rows."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ from rich.text import Text
 
 from consumers.monitor.report import (
     VERDICT_BETTER,
+    VERDICT_SHADOW_BETTER,
+    VERDICT_SHADOW_WORSE,
     VERDICT_WORSE,
     Comparison,
     ComparisonReport,
+    ShadowAgreement,
     VariantStats,
 )
 from model_registry.render import console as default_console
@@ -45,27 +50,62 @@ def _diff(c: Comparison | None) -> str:
     return text
 
 
-def report_renderable(r: ComparisonReport) -> Group:
-    """Header, side-by-side table, SRM line and verdict."""
+def _head(r: ComparisonReport) -> Text:
     state = "running" if r.running else f"stopped {r.stopped_at}"
-    head = Text.assemble(
+    kind = r.model_type or "type unknown"
+    if r.mode == "shadow":
+        return Text.assemble(
+            (f"Shadow test {r.test_id}", "bold"),
+            f"  champion {r.champion_model_id} vs shadow {r.challenger_model_id}  ({kind}, "
+            f"{state}, split v{r.split_version}: {r.configured_challenger_pct:g}% of the "
+            "champion's requests mirrored to the shadow; mode: shadow)",
+        )
+    return Text.assemble(
         (f"A/B test {r.test_id}", "bold"),
-        f"  champion {r.champion_model_id} vs challenger {r.challenger_model_id}  "
-        f"({r.model_type or 'type unknown'}, "
+        f"  champion {r.champion_model_id} vs challenger {r.challenger_model_id}  ({kind}, "
         f"{state}, split v{r.split_version}: {r.configured_challenger_pct:g}% to the challenger)",
     )
+
+
+def _agreement_rows(g: ShadowAgreement) -> list[tuple[str, str, str, str]]:
+    rate = "-" if g.agreement_rate is None else f"{g.agreement_rate * 100:.2f}%"
+    return [
+        (
+            "agreement rate (shadow = champion)",
+            "",
+            rate,
+            f"{g.agreements} of {g.compared} compared ({g.pairs} paired, {g.unpaired} unpaired)",
+        ),
+        (
+            "mean abs difference",
+            "",
+            _num(g.mean_abs_difference, 4),
+            f"over {g.numeric_n} values (agree within rel {g.rel_tol:g})" if g.numeric_n else "",
+        ),
+    ]
+
+
+def report_renderable(r: ComparisonReport) -> Group:
+    """Header, side-by-side table, SRM line and verdict."""
+    arm = r.arm
+    shadow = r.mode == "shadow"
     table = Table(show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("champion", justify="right")
-    table.add_column("challenger", justify="right")
-    table.add_column("challenger - champion [sequential 95% CS]", justify="right")
+    table.add_column(arm, justify="right")
+    table.add_column(f"{arm} - champion [sequential 95% CS]", justify="right")
     a, b = r.champion, r.challenger
+    share = (
+        f"expected {_pct(r.expected_challenger_share)} mirrored (best-effort)"
+        if shadow
+        else f"expected {_pct(r.expected_challenger_share)} to the challenger"
+    )
     rows: list[tuple[str, Callable[[VariantStats], str], str]] = [
-        ("requests", lambda v: str(v.requests), ""),
+        ("requests (shadow: mirrored)" if shadow else "requests", lambda v: str(v.requests), ""),
         (
-            "traffic share",
+            "share of the champion's requests" if shadow else "traffic share",
             lambda v: _pct(v.share),
-            f"expected {_pct(r.expected_challenger_share)} to the challenger",
+            share,
         ),
         ("errors", lambda v: str(v.errors), ""),
         ("error rate", lambda v: _pct(v.error_rate), _diff(r.error_rate)),
@@ -92,7 +132,12 @@ def report_renderable(r: ComparisonReport) -> Group:
         ]
     for name, get, diff in rows:
         table.add_row(name, get(a), get(b), diff)
-    if r.srm is None:
+    if r.agreement is not None:
+        for row in _agreement_rows(r.agreement):
+            table.add_row(*row)
+    if shadow:
+        srm = Text("SRM check: none in a shadow test (mirrored copies are best-effort)")
+    elif r.srm is None:
         srm = Text("SRM check: not enough traffic yet")
     else:
         style = "bold red" if r.srm.alert else "green"
@@ -102,10 +147,15 @@ def report_renderable(r: ComparisonReport) -> Group:
             f"{flag}",
             style=style,
         )
-    colour = {VERDICT_BETTER: "bold green", VERDICT_WORSE: "bold red"}.get(r.verdict, "bold yellow")
+    colour = {
+        VERDICT_BETTER: "bold green",
+        VERDICT_SHADOW_BETTER: "bold green",
+        VERDICT_WORSE: "bold red",
+        VERDICT_SHADOW_WORSE: "bold red",
+    }.get(r.verdict, "bold yellow")
     verdict = Text.assemble(("Verdict: ", "bold"), (r.verdict, colour))
     reasons = [Text(f"  - {reason}") for reason in r.reasons]
-    return Group(head, table, srm, verdict, *reasons)
+    return Group(_head(r), table, srm, verdict, *reasons)
 
 
 def print_report(r: ComparisonReport, console: Console | None = None) -> None:

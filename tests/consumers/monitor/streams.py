@@ -52,8 +52,20 @@ def ab_test_events(
 ) -> tuple[list[EventBase], str]:
     """Register an active champion and challenger and start a test, through the real rules."""
     cfgs = [
-        ModelConfig(
-            id=m, name=m, version="1.0.0", type=model_type, provider="custom", status="active"
+        ModelConfig.model_validate(
+            {
+                "id": m,
+                "name": m,
+                "version": "1.0.0",
+                "type": model_type,
+                "provider": "custom",
+                # an active model needs a provider config; the monitor never calls it
+                "providerConfig": {
+                    "provider": "custom",
+                    "callable": "tests.consumers.monitor.streams:score",
+                },
+                "status": "active",
+            }
         )
         for m in (champion, challenger)
     ]
