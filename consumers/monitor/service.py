@@ -375,7 +375,11 @@ class Monitor:
         if result is None:
             refused.append((r, reason, kind))
         elif (result.variant == "shadow") != on_shadow_topic:
-            where = "only on predictions.shadow" if not on_shadow_topic else "shadow only"
+            where = (
+                "predictions.shadow holds shadow results only"
+                if on_shadow_topic
+                else "a shadow result belongs on predictions.shadow"
+            )
             refused.append(
                 (r, f"invalid PredictionResult: variant {result.variant!r}: {where}", kind)
             )
