@@ -89,9 +89,11 @@ class PredictionClient:
         unit_id: str | None = None,
         request_id: str | None = None,
         correlation_id: str | None = None,
+        explain: bool = False,
         timeout: float = 10.0,
     ) -> PredictionResult:
-        """Send one request and return its result.
+        """Send one request and return its result (``explain``: with the per-feature
+        contributions, when the model's provider can give them).
 
         Raises:
             PredictionTimeout: no result within ``timeout`` seconds.
@@ -105,6 +107,8 @@ class PredictionClient:
         }
         if request_id is not None:
             fields["id"] = request_id
+        if explain:
+            fields["explain"] = True
         request = PredictionRequest(**fields)
         await self.send(request)
         return await self.wait_for(request.id, timeout)

@@ -7,8 +7,11 @@
    file's SHA-256 (``providerConfig.modelSha256``), record v2's metrics, activate it, and
    start a 20% champion/challenger test (v2 challenges v1);
 3. stream prediction requests, wait for every result, then send the ground truth;
-4. print the monitor's comparison report, the audit history of v2, and v2's state at a
-   moment before it was activated (a point-in-time query).
+4. print the monitor's comparison report; promote v2 (one event, the report as evidence):
+   the alias ``lead-scoring@production`` the requests named now leads to v2, and one more
+   request asks it why it scores a lead as it does (an explanation);
+5. print the audit history of v2, and v2's state at a moment before it was activated (a
+   point-in-time query).
 
 Safe to run again on the same data dir: steps already done are reported and skipped.
 """
@@ -28,9 +31,11 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from consumers.client import PredictionClient
 from consumers.monitor import build_report, monitor_path
 from consumers.providers.files import file_digest
 from model_registry.client import ModelRegistry
+from model_registry.evidence import evidence_of, running_report
 from model_registry.render.report import print_report
 from registry.core.errors import Rejected
 from registry.core.predictions import PredictionOutcome, PredictionRequest
@@ -41,6 +46,8 @@ __all__ = ["FEATURES", "make_leads", "run_demo", "train_lead_models"]
 
 FEATURES = ["employees_log", "engagement", "email_opens", "web_visits", "budget_known"]
 CHAMPION, CHALLENGER = "lead-scoring-v1", "lead-scoring-v2"
+ALIAS = "lead-scoring@production"
+"""The stable name CRM modules ask for: it follows promotions."""
 
 
 def make_leads(n: int, seed: int) -> tuple[list[dict[str, float]], list[int]]:
@@ -155,7 +162,7 @@ async def _stream_predictions(
             sent = progress.add_task("requests sent", total=n)
             got = progress.add_task("results received", total=n)
             for i, (lead, label) in enumerate(zip(leads, truth, strict=True)):
-                request = PredictionRequest(model_id=CHAMPION, unit_id=f"lead-{i}", input=lead)
+                request = PredictionRequest(model_id=ALIAS, unit_id=f"lead-{i}", input=lead)
                 pending[request.id] = label
                 await producer.send(
                     settings.topic("predictions.requests"),
@@ -229,6 +236,24 @@ async def _wait_for_monitor(
         await asyncio.sleep(0.2)
 
 
+async def _explain(settings: Settings, console: Console) -> None:
+    """Ask the alias for one lead's score with an explanation: who serves it now, and why."""
+    lead = make_leads(1, seed=7)[0][0]
+    async with PredictionClient(settings) as client:
+        result = await client.predict(ALIAS, lead, unit_id="lead-why", explain=True, timeout=30)
+    served = f"{result.served_model_id} {result.served_version}"
+    console.print(f"  {ALIAS} is served by [cyan]{served}[/] now; output {result.output}")
+    explanation = result.explanation
+    if explanation is None:
+        console.print(f"  no explanation: {result.explanation_error}")
+        return
+    console.print(
+        f"  why ({explanation.method}, {explanation.target}): baseline {explanation.baseline:+.3f}"
+    )
+    for c in explanation.contributions[:5]:
+        console.print(f"    {c.feature:<14} = {c.value!s:<8} {c.contribution:+.3f}")
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -248,7 +273,7 @@ async def run_demo(
             f"{info['metrics']['f1Score']}%"
         )
 
-    console.print("[bold]2. Register, validate, promote, and start a 20% A/B test[/]")
+    console.print("[bold]2. Register, validate, activate, and start a 20% A/B test[/]")
     async with ModelRegistry(settings) as reg:
         metrics = {m: trained[m]["metrics"] for m in (CHAMPION, CHALLENGER)}
         steps: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
@@ -260,6 +285,7 @@ async def run_demo(
                 f"record {CHAMPION} metrics",
                 lambda: reg.record_metrics(CHAMPION, metrics[CHAMPION]),
             ),
+            (f"point {ALIAS} at {CHAMPION}", lambda: reg.assign_alias(ALIAS, CHAMPION)),
             (
                 f"register {CHALLENGER} 2.0.0 as testing",
                 lambda: reg.register(_config(CHALLENGER, "2.0.0", "testing", trained)),
@@ -305,12 +331,22 @@ async def run_demo(
         report = build_report(monitor_path(settings), CHAMPION)
         print_report(report, console)
 
-        console.print(f"[bold]5. Audit: the history of {CHALLENGER}[/]")
+        console.print(f"[bold]5. Promote {CHALLENGER}[/] (one event, the report as evidence)")
+        running = running_report(monitor_path(settings), CHALLENGER)
+        evidence = evidence_of(running) if running is not None else None
+        await _step(
+            console,
+            f"promote {CHALLENGER} over {CHAMPION} ({report.verdict})",
+            reg.promote(CHALLENGER, reason="the demo's A/B test", evidence=evidence),
+        )
+        await _explain(settings, console)
+
+        console.print(f"[bold]6. Audit: the history of {CHALLENGER}[/]")
         for row in await reg.status_history(CHALLENGER):
             console.print(f"  {row}")
         past = await reg.get_model(CHALLENGER, as_of=before_activation)
         console.print(
-            f"[bold]6. Point in time:[/] {CHALLENGER} as of "
+            f"[bold]7. Point in time:[/] {CHALLENGER} as of "
             f"{before_activation.isoformat(timespec='seconds')} "
             f"was [cyan]{past.status if past else 'not registered'}[/] (now {view.status})"
         )

@@ -35,6 +35,7 @@ from consumers.monitor.errors import TestNotFound
 from consumers.monitor.guardrails import Thresholds, Verdict, evaluate
 from consumers.monitor.report import ComparisonReport, build_report
 from consumers.monitor.service import monitor_path
+from model_registry.evidence import evidence_of
 from projections.schema import projection_path
 from registry.core.errors import Rejected
 from registry.core.messages import (
@@ -116,17 +117,12 @@ def thresholds_of(guardrails: dict[str, Any], report: ComparisonReport) -> Thres
 
 
 def _evidence(report: ComparisonReport, verdict: Verdict) -> Evidence:
-    figures: dict[str, float | int | str] = {
-        k: v for k, v in verdict.figures.items() if v is not None and not isinstance(v, bool)
+    figures = {
+        f"guard_{k}": v
+        for k, v in verdict.figures.items()
+        if isinstance(v, int | float | str) and not isinstance(v, bool)
     }
-    figures.update(
-        {
-            "champion_requests": report.champion.requests,
-            "challenger_requests": report.challenger.requests,
-            "verdict": report.verdict,
-        }
-    )
-    return Evidence(verdict=report.verdict[:200], figures=dict(list(figures.items())[:64]))
+    return Evidence.model_validate(evidence_of(report, **figures))
 
 
 def command_for(test: GuardedTest, report: ComparisonReport, verdict: Verdict) -> CommandBase:

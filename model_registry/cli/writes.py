@@ -587,40 +587,11 @@ def ab_promote(challenger_id: str, reason: str | None, no_evidence: bool) -> Non
 
 def _evidence(challenger_id: str) -> dict[str, Any] | None:
     """The monitor's report of the challenger's running test, as promotion evidence."""
-    from consumers.monitor.errors import TestNotFound
-    from consumers.monitor.report import build_report
     from consumers.monitor.service import monitor_path
+    from model_registry.evidence import evidence_of, running_report
 
-    path = monitor_path(cli_settings())
-    if not path.exists():
-        return None
-    try:
-        report = build_report(path, challenger_id)
-    except TestNotFound:
-        return None
-    if not report.running or report.challenger_model_id != challenger_id:
-        return None
-    figures: dict[str, Any] = {
-        "test_id": report.test_id,
-        "champion_requests": report.champion.requests,
-        "challenger_requests": report.challenger.requests,
-        "champion_error_rate": report.champion.error_rate,
-        "challenger_error_rate": report.challenger.error_rate,
-        "champion_accuracy": report.champion.accuracy,
-        "challenger_accuracy": report.challenger.accuracy,
-        "champion_mae": report.champion.mae,
-        "challenger_mae": report.challenger.mae,
-    }
-    quality = report.quality
-    if quality is not None and quality.sequential is not None:
-        figures["quality_metric"] = quality.metric
-        figures["quality_diff"] = quality.sequential.estimate
-        figures["quality_cs_low"] = quality.sequential.low
-        figures["quality_cs_high"] = quality.sequential.high
-    return {
-        "verdict": report.verdict[:200],
-        "figures": {k: v for k, v in figures.items() if v is not None},
-    }
+    report = running_report(monitor_path(cli_settings()), challenger_id)
+    return None if report is None else evidence_of(report)
 
 
 @click.command("rollback")

@@ -196,6 +196,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "SRM check" in text
     assert "Verdict" in text
     assert "was testing" in text  # the point-in-time query
+    assert "promote lead-scoring-v2 over lead-scoring-v1" in text
+    assert "lead-scoring@production is served by lead-scoring-v2 2.0.0 now" in text
+    assert "why (linear" in text  # the explanation's method and its top factors
     assert "demo finished" in text
 
 

@@ -54,6 +54,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("predictions.requests.dlq", False, 30 * DAY_MS),
     TopicSpec("predictions.results.dlq", False, 30 * DAY_MS),
     TopicSpec("predictions.outcomes.dlq", False, 30 * DAY_MS),
+    TopicSpec("predictions.shadow.dlq", False, 30 * DAY_MS),
 )
 
 

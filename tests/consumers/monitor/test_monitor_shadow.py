@@ -27,7 +27,7 @@ from registry.core.messages import RegisterModel, StartABTest, StartABTestPayloa
 from registry.core.predictions import PredictionResult, result_id
 from registry.core.state import ab_test_id
 from registry.core.types import ModelConfig
-from registry.infra.kafka.topics import DAY_MS, TOPICS, TopicSpec, ensure_topics
+from registry.infra.kafka.topics import TOPICS
 from registry.infra.settings import Settings
 from tests.consumers.monitor.streams import (
     CHALLENGER,
@@ -354,9 +354,7 @@ async def test_a_shadow_read_before_its_champion_still_pairs(
 async def test_an_unreadable_shadow_record_is_dead_lettered_and_the_monitor_goes_on(
     settings: Settings, db_path: Path, make_monitor: Callable[..., Monitor]
 ) -> None:
-    if not any(spec.name == "predictions.shadow.dlq" for spec in TOPICS):
-        # Until the topic list has it (registry/infra/kafka/topics.py).
-        await ensure_topics(settings, (TopicSpec("predictions.shadow.dlq", False, DAY_MS),))
+    assert any(spec.name == "predictions.shadow.dlq" for spec in TOPICS)  # created with the rest
     events, test_id = shadow_test_events(pct=50)
     await produce_events(settings, events)
     await produce_results(
