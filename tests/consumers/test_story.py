@@ -261,3 +261,49 @@ async def test_the_whole_champion_challenger_story(settings: Settings) -> None:
     evidence = promoted[0]["payload"]["evidence"]
     assert evidence["verdict"] == "challenger better"
     assert evidence["figures"]["challenger_requests"] > 0
+
+
+@pytest.mark.timeout(300)
+async def test_the_guard_promotes_a_challenger_that_is_better_once_it_is_sure(
+    settings: Settings,
+) -> None:
+    """The other direction: ``promoteWhenBetter`` on a healthy, better challenger. The guard
+    never throttles it, and promotes it (as ``monitor``, with the evidence) once the
+    sequential interval of accuracy shows it better after ``minSamples``."""
+    settings = settings.with_(
+        predictor=PredictorSettings(assignment="all", cache_ttl_s=0),
+        monitor=MonitorSettings(guard_interval_s=0.3),
+    )
+    async with _stack(settings), ModelRegistry(settings) as reg:
+        await reg.register(_config(V1, "1.0.0", "score", "active"))
+        await reg.assign_alias(PROD, V1)
+        await reg.register(_config(V2, "2.0.0", "score_v2", "active"))
+        await reg.start_ab_test(
+            V2,
+            V1,
+            30,
+            guardrails={"maxErrorRate": 5, "minSamples": 50, "promoteWhenBetter": True},
+        )
+
+        async def promoted() -> bool:
+            view = await reg.get_model(V1)
+            return view is not None and view.served_by == V2
+
+        for round_ in range(10):
+            await _ask(settings, f"p{round_}", PROD, 400, outcomes=True)
+            await _results(settings, f"p{round_}", 400)
+            with contextlib.suppress(AssertionError):
+                await eventually(promoted, timeout=3, interval=0.2)
+                break
+        assert await promoted(), "the guard did not promote a clearly better challenger"
+        v2 = await _model(reg, V2)
+        assert v2.aliases == (PROD,)
+        assert v2.traffic_percentage is None  # the test ended with the promotion
+
+    events = [orjson.loads(r.value) for r in await read_topic(settings, "registry.events")]
+    assert not [e for e in events if e["type"] == "ABTestTrafficChanged"]  # never throttled
+    (promotion,) = [e for e in events if e["type"] == "ChallengerPromoted"]
+    assert promotion["actor"] == "monitor"
+    assert promotion["signed_by"] == "monitor"
+    assert promotion["payload"]["reason"].startswith("guardrail promote_when_better")
+    assert promotion["payload"]["evidence"]["verdict"] == "challenger better"
