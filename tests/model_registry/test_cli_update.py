@@ -18,7 +18,7 @@ from projections import Projector
 from projections.schema import projection_path
 from registry.infra.identity import create_identity, load_identity, write_actors
 from registry.infra.settings import GrantSettings, Settings
-from tests.helpers import model_config, read_events, running_decider
+from tests.helpers import eventually, model_config, read_events, running_decider
 
 ID = "lead-rules-v1"
 CUSTOM = {"provider": "custom", "callable": "tests.consumers.custom_models:score"}
@@ -84,10 +84,18 @@ async def stack(settings: Settings, bob: Path) -> AsyncIterator[Settings]:
         yield settings
 
 
-async def _model(settings: Settings) -> dict[str, Any]:
-    result = await cli(settings, "models", "get", ID, "--json")
-    assert result.exit_code == 0, result.output
-    view: dict[str, Any] = orjson.loads(result.stdout)
+async def _model(settings: Settings, revision: int = 1) -> dict[str, Any]:
+    """The model as ``models get`` shows it, once the projection has reached ``revision``
+    (another process wrote it: the projector applies it a moment later)."""
+    view: dict[str, Any] = {}
+
+    async def projected() -> bool:
+        result = await cli(settings, "models", "get", ID, "--json")
+        assert result.exit_code == 0, result.output
+        view.update(orjson.loads(result.stdout))
+        return int(view["revision"]) >= revision
+
+    await eventually(projected, timeout=20, interval=0.1, what=f"revision {revision}")
     return view
 
 
@@ -108,7 +116,7 @@ async def test_update_changes_the_fields_and_the_projection_shows_them(stack: Se
     )
     assert result.exit_code == 0, result.output
     assert f"updated: {ID} now at revision 2 (ModelConfigUpdated" in result.stdout
-    view = await _model(stack)
+    view = await _model(stack, revision=2)
     assert view["revision"] == 2
     config = view["config"]
     assert (config["name"], config["description"]) == ("Lead rules", "scores leads by visits")
@@ -128,7 +136,7 @@ async def test_update_changes_the_fields_and_the_projection_shows_them(stack: Se
         "apiKey=env:MODEL_SECRET_RULES",
     )
     assert result.exit_code == 0, result.output
-    config = (await _model(stack))["config"]
+    config = (await _model(stack, revision=3))["config"]
     assert config["providerConfig"] == {**CUSTOM, "batch": False, "timeoutS": 2.5}
     assert config["credentials"] == {"apiKey": "env:MODEL_SECRET_RULES"}
 

@@ -96,7 +96,13 @@ async def test_history_survives_a_restart_and_nothing_is_left_behind(tmp_path: P
             ).read()
         )
         assert health["healthy"] is True
-        assert set(health["components"]) == {"decider", "projector", "predictor", "monitor"}
+        assert set(health["components"]) == {
+            "decider",
+            "projector",
+            "predictor",
+            "monitor",
+            "guard",
+        }
         async with ModelRegistry(first.settings) as reg:
             await reg.register(model_config("lead-scoring-v1", status="testing"))
             await reg.record_metrics("lead-scoring-v1", {"accuracy": 80})
