@@ -120,6 +120,10 @@ def _factors(explanation: Any) -> list[str]:
 
 def _describe(result: Any) -> str:
     lines = [f"request   {result.request_id}", f"variant   {result.variant}"]
+    if result.alias:
+        lines.append(f"alias     {result.alias} -> {result.resolved_model_id}")
+    elif result.resolved_model_id and result.resolved_model_id != result.requested_model_id:
+        lines.append(f"resolved  {result.requested_model_id} -> {result.resolved_model_id}")
     if result.test_id:
         lines.append(f"test      {result.test_id} (split v{result.split_version})")
     if result.served_model_id:
@@ -172,7 +176,8 @@ def predict(
     as_json: bool,
     explain: bool,
 ) -> None:
-    """Send a prediction request for MODEL_ID and print its result (with the variant).
+    """Send a prediction request for MODEL_ID (or an alias, NAME@LABEL) and print its result
+    (with the variant).
 
     With --explain, the request asks for an explanation and the top factors are printed
     after the prediction (or why there is none).
@@ -185,11 +190,14 @@ def predict(
     from consumers.client import PredictionClient
     from registry.core.errors import describe_validation_error
     from registry.core.predictions import PredictionRequest
-    from registry.core.types import MODEL_ID_PATTERN
+    from registry.core.types import ALIAS_PATTERN, MODEL_ID_PATTERN
 
-    if re.fullmatch(MODEL_ID_PATTERN, model_id) is None:
+    if re.fullmatch(MODEL_ID_PATTERN, model_id) is None and (
+        re.fullmatch(ALIAS_PATTERN, model_id) is None
+    ):
         raise click.BadParameter(
-            "model_id: a model id is 1 to 128 letters, digits, '.', '_', ':' or '-'",
+            "model_id: a model id is 1 to 128 letters, digits, '.', '_', ':' or '-'; an alias "
+            "is NAME@LABEL (e.g. lead-scoring@production)",
             param_hint="MODEL_ID",
         )
     value = _parse_input(input_text)
