@@ -74,6 +74,15 @@ def _guard(settings: Settings, options: dict[str, Any]) -> Any:
     return Guard(settings)
 
 
+def _api(settings: Settings, options: dict[str, Any]) -> Any:
+    from model_registry.api.server import ApiServer
+
+    # A restart serves on the port the first instance bound (the one runtime.json names).
+    server = ApiServer(settings, port=options.get("api_port_bound"))
+    options["api_port_bound"] = server.port
+    return server
+
+
 Factory = Callable[[Settings, dict[str, Any]], Any]
 """Builds a fresh component (it has ``run(stop)`` and ``stats``) from the settings and options."""
 
@@ -83,6 +92,7 @@ _FACTORIES: dict[str, Factory] = {
     "predictor": _predictor,
     "monitor": _monitor,
     "guard": _guard,
+    "api": _api,
 }
 COMPONENTS = tuple(_FACTORIES)
 
@@ -220,6 +230,7 @@ class Stack:
             "broker_pid": self.broker.pid if self.broker else None,
             "metrics_port": self.metrics_port_bound,
             "health_port": self.health_port_bound,
+            "api_port": self.api_port_bound,
         }
         write_runtime(self.settings.data_dir, info)
         self._wrote_runtime = True
@@ -229,6 +240,12 @@ class Stack:
         if self._server is None or not self._server.sockets:
             return None
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def api_port_bound(self) -> int | None:
+        """The port of the HTTP API and console (component ``api``), if it runs."""
+        port = self.options.get("api_port_bound")
+        return int(port) if "api" in self.health and port is not None else None
 
     def not_ready(self) -> list[str]:
         """Components that signal readiness (a ``ready`` event) and are not ready (yet)."""

@@ -23,7 +23,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from registry.infra.identity import ensure_local, ensure_monitor, monitor_entry, write_actors
+from registry.infra.identity import (
+    api_entry,
+    ensure_api,
+    ensure_local,
+    ensure_monitor,
+    monitor_entry,
+    write_actors,
+)
 from registry.infra.kafka.broker import EmbeddedBroker
 from registry.infra.kafka.topics import ensure_topics
 from registry.infra.settings import DeciderSettings, Settings
@@ -117,6 +124,7 @@ async def settings(
                 "signs_for": ["*"],
             },
             monitor_entry(ensure_monitor(s)),  # the guard's actor, as `up` names it
+            api_entry(ensure_api(s)),  # the HTTP API's gateway, as `up` names it
         ],
     )
     await ensure_topics(s)

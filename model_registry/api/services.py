@@ -28,13 +28,21 @@ class Principal:
     """The actor's roles in the actors file (``author``, ``deployer``, ``admin``)."""
     token_id: str | None = None
     """The token's public id (never the token itself)."""
+    read_only: bool = False
+    """A read-only token (``api token create --read-only``): every write is refused (403)."""
 
     @property
     def anonymous(self) -> bool:
         return self.actor is None
 
+    @property
+    def may_write(self) -> bool:
+        """Whether this principal may send commands at all (the decider still checks roles)."""
+        return not self.anonymous and not self.read_only
+
     def may(self, role: str) -> bool:
-        return "admin" in self.roles or role in self.roles
+        """Whether the actors file gives this principal ``role`` (and it may write at all)."""
+        return self.may_write and ("admin" in self.roles or role in self.roles)
 
 
 class ApiServices(Protocol):

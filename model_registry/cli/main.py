@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from model_registry.cli import audit_verify, monitor, predict, reads, up, writes
+from model_registry.cli import api, audit_verify, monitor, predict, reads, up, writes
 from model_registry.cli.common import current_settings
 from model_registry.cli.errors import INVALID, RegistryGroup, fail
 from registry.infra.logs import configure_logging
@@ -19,7 +19,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # command says in one sentence what went wrong; aiokafka's own lines (and asyncio's notes on
 # clients a failed start left unclosed at exit) would only repeat it. --log-level info (or
 # --debug) shows them.
-PROCESSES = frozenset({"up", "demo", "decider", "projector", "predictor", "monitor"})
+PROCESSES = frozenset({"up", "demo", "decider", "projector", "predictor", "monitor", "api"})
 
 
 @click.group(cls=RegistryGroup)
@@ -69,13 +69,14 @@ def ab() -> None:
 
 @main.group()
 def schemas() -> None:
-    """JSON Schemas of the wire contract."""
+    """JSON Schemas of the wire contract, and the HTTP API's OpenAPI document."""
 
 
 @schemas.command("export")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True)
 def schemas_export(out: Path) -> None:
-    """Write the JSON Schema of every command, event and reply under OUT."""
+    """Write the JSON Schema of every command, event and reply under OUT, and the HTTP API's
+    OpenAPI document (OUT/openapi.json)."""
     from model_registry.schemas import export_schemas
 
     try:
@@ -85,5 +86,5 @@ def schemas_export(out: Path) -> None:
     click.echo(f"wrote {len(files)} schemas under {out}/")
 
 
-for _commands in (writes, reads, predict, monitor, up, audit_verify):
+for _commands in (writes, reads, predict, monitor, up, audit_verify, api):
     _commands.register(main, models=models, ab=ab)

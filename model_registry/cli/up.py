@@ -66,6 +66,8 @@ def _banner(stack: Stack, not_ready: list[str]) -> str:
         f"  projection  {(s.data_dir / 'projection.db').resolve()}  (query it with sqlite3)",
         f"  monitor db  {(s.data_dir / 'monitor.db').resolve()}",
     ]
+    if stack.api_port_bound:
+        lines.append(f"  API and console: http://127.0.0.1:{stack.api_port_bound}/")
     if stack.health_port_bound:
         lines.append(f"  health      http://127.0.0.1:{stack.health_port_bound}/healthz")
     if stack.metrics_port_bound:
@@ -191,7 +193,8 @@ async def run_stack(
 @click.option(
     "--only",
     default=None,
-    help="Comma-separated components to run, of decider, projector, predictor, monitor "
+    help="Comma-separated components to run, of decider, projector, predictor, monitor, "
+    "guard, api "
     "(e.g. one per container, with --health-port) [default: all].",
 )
 def up(
@@ -204,7 +207,8 @@ def up(
     only: str | None,
 ) -> None:
     """Run the whole registry: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set),
-    decider, projector, prediction consumer and monitor."""
+    decider, projector, prediction consumer, monitor, guard, and the HTTP API and console
+    (127.0.0.1, port $REGISTRY_API_PORT or 8765)."""
     from model_registry.stack import COMPONENTS
 
     settings = current_settings()

@@ -35,7 +35,10 @@ __all__ = [
     "create_identity",
     "ensure_local",
     "load_identity",
+    "API_ACTOR",
     "MONITOR_ACTOR",
+    "api_entry",
+    "ensure_api",
     "ensure_monitor",
     "monitor_entry",
     "write_actors",
@@ -177,9 +180,35 @@ def ensure_monitor(settings: Settings) -> Identity:
     return identity
 
 
+API_ACTOR = "api"
+"""The HTTP API's gateway actor: it signs commands in the authenticated caller's name."""
+
+
+def ensure_api(settings: Settings) -> Identity:
+    """The HTTP API's gateway identity (actor ``api``), created when missing."""
+    path = settings.api_identity_file
+    if path.exists():
+        return load_identity(path)
+    identity = create_identity(path, API_ACTOR)
+    log.info("created the HTTP API's signing identity '%s' at %s", API_ACTOR, path)
+    return identity
+
+
+def api_entry(api: Identity) -> dict[str, object]:
+    """The actors-file entry of the HTTP API: a gateway that may sign for anyone, with the
+    roles ``author`` and ``deployer`` (the decider also checks the named actor's own roles,
+    so a caller never gets more than the actors file gives it)."""
+    return {
+        "name": api.actor,
+        "public_key": api.public_key,
+        "roles": [Role.AUTHOR.value, Role.DEPLOYER.value],
+        "signs_for": ["*"],
+    }
+
+
 def ensure_local(settings: Settings) -> Identity:
     """The local identity, created with an actors file naming it admin (and the guard's
-    ``monitor`` deployer) when neither exists.
+    ``monitor`` deployer, and the HTTP API's ``api`` gateway) when neither exists.
 
     An existing actors file is the operator's: it is never rewritten."""
     identity_path, actors_path = settings.identity_file, settings.actors_file
@@ -189,6 +218,7 @@ def ensure_local(settings: Settings) -> Identity:
         identity = create_identity(identity_path, _local_user())
         log.info("created a signing identity for '%s' at %s", identity.actor, identity_path)
     monitor = ensure_monitor(settings)
+    api = ensure_api(settings)
     if not actors_path.exists():
         write_actors(
             actors_path,
@@ -199,6 +229,7 @@ def ensure_local(settings: Settings) -> Identity:
                     "roles": [Role.ADMIN.value],
                 },
                 monitor_entry(monitor),
+                api_entry(api),
             ],
         )
         log.info("created %s naming '%s' admin", actors_path, identity.actor)

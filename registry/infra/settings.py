@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 from registry.core.errors import RegistryError
 
 __all__ = [
+    "ApiSettings",
     "AuthSettings",
     "DeciderSettings",
     "GrantSettings",
@@ -268,6 +269,36 @@ class LimitSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API and web console (``REGISTRY_API_*``; docs/api.md).
+
+    It binds to loopback unless ``host`` says otherwise (``model-registry api`` also needs
+    ``--allow-remote`` for that). ``port`` 0 takes any free port. Bearer tokens are kept
+    hashed in ``tokens_file``; the service signs the commands it sends with its own gateway
+    key (``identity_file``, actor ``api``) in the authenticated actor's name.
+    """
+
+    ENV: ClassVar[str] = "REGISTRY_API_"
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    anonymous_reads: bool = False
+    """Let requests without a token read (never write). Off unless the operator turns it on."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted (413 above)."""
+    command_timeout_s: float = 10.0
+    """How long a write waits for the decider's reply (504 after)."""
+    read_wait_s: float = 10.0
+    """How long a read waits for the projection to apply the caller's own writes."""
+    predict_timeout_s: float = 10.0
+    """How long ``POST /predict`` waits for the result by default (504 after)."""
+    tokens_file: Path | None = None
+    """Defaults to ``<data_dir>/api-tokens.json``."""
+    identity_file: Path | None = None
+    """The gateway's signing key; defaults to ``<data_dir>/api.identity.json``."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where the broker is, how topics are named, and each component's section.
 
@@ -297,6 +328,7 @@ class Settings:
     grants: GrantSettings = field(default_factory=GrantSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     debug: bool = False
     """Show the Python traceback of an unexpected error (a CLI command's, a crash of a
     component under ``up``) besides the one-sentence explanation (``REGISTRY_DEBUG``)."""
@@ -334,6 +366,18 @@ class Settings:
         """The key the guard signs with (``REGISTRY_AUTH_MONITOR_IDENTITY_FILE`` or in the
         data dir)."""
         return self.auth.monitor_identity_file or self.data_dir / "monitor.identity.json"
+
+    @property
+    def api_identity_file(self) -> Path:
+        """The key the HTTP API signs with as the gateway ``api`` (``REGISTRY_API_IDENTITY_FILE``
+        or in the data dir)."""
+        return self.api.identity_file or self.data_dir / "api.identity.json"
+
+    @property
+    def api_tokens_file(self) -> Path:
+        """The HTTP API's bearer tokens, hashed (``REGISTRY_API_TOKENS_FILE`` or in the data
+        dir)."""
+        return self.api.tokens_file or self.data_dir / "api-tokens.json"
 
     def topic(self, name: str) -> str:
         """The full topic name for a logical ``name`` (e.g. ``registry.events``)."""
