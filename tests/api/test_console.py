@@ -1,9 +1,9 @@
 """The web console against a real stack: a decider, a projector and a monitor on a real broker.
 
-The app here mounts the console's router the way the service does (under ``/console``, the
-services object at ``app.state.services``) over a small ``ApiServices`` of real parts: the
-projection the projector keeps, the monitor's database, command clients that sign with the
-test identity in the principal's name.
+The app is the service's own (``create_app``, which mounts the console under ``/console``),
+given a small ``ApiServices`` of real parts: the projection the projector keeps, the
+monitor's database, command clients that sign with the test identity in the principal's
+name, and two fixed tokens (the token store is the API's business, tested with it).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from consumers.monitor.report import build_report
 from consumers.monitor.service import Monitor
 from model_registry.api import console
+from model_registry.api.app import create_app
 from model_registry.api.services import Principal
 from projections import ProjectionReader, Projector
 from projections.errors import ProjectionUnavailable
@@ -158,9 +159,7 @@ async def _world(settings: Settings, tmp_path: Path, *, anonymous: bool) -> Asyn
                 await monitor.catch_up()
             finally:
                 await monitor.close()
-            app = FastAPI()
-            app.include_router(console.router, prefix="/console")
-            app.state.services = services
+            app = create_app(settings, services=services)  # mounts the console under /console
             yield World(services, app, test_id)
         finally:
             await services.close()
