@@ -155,6 +155,11 @@ def fmt_time(value: datetime | str | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def fmt_day(value: datetime | str | None) -> str:
+    """A time to the minute (lists; the full time is in the title)."""
+    return fmt_time(value)[:16]
+
+
 def fmt_traffic(value: float | None) -> str:
     return "-" if value is None else f"{value:g}%"
 
@@ -180,7 +185,9 @@ def _interval(c: Any, which: str) -> str:
     return f"{d.estimate * scale:+.2f}{unit} [{d.low * scale:+.2f}, {d.high * scale:+.2f}]"
 
 
-_env.filters.update(pct=fmt_pct, num=fmt_num, time=fmt_time, traffic=fmt_traffic, raw=raw)
+_env.filters.update(
+    pct=fmt_pct, num=fmt_num, time=fmt_time, day=fmt_day, traffic=fmt_traffic, raw=raw
+)
 _env.globals.update(interval=_interval, quote=lambda s: quote(str(s), safe=""))
 
 
