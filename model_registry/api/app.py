@@ -31,7 +31,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from consumers.monitor.errors import TestNotFound
 from consumers.monitor.report import build_report
@@ -105,10 +105,8 @@ _IF_MATCH = re.compile(r'^(?:W/)?"?(\d{1,15})"?$')
 bearer = HTTPBearer(auto_error=False, description="A token from `model-registry api token create`")
 
 
-class Json(Response):
+class Json(JSONResponse):
     """JSON by orjson (NaN and infinities become null)."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, default=str, option=orjson.OPT_NON_STR_KEYS)

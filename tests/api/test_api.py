@@ -25,7 +25,8 @@ def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
     body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["code"] == code, body
+    assert body["status"] == status, body
+    assert body["code"] == code, body
     assert set(body) == {"type", "title", "status", "detail", "code", "field"}
     return body
 
@@ -48,14 +49,16 @@ async def test_authentication_and_roles(settings: Settings) -> None:
             assert r.status_code == 200, r.text
             r = await alice.post("/models/alice-model/status", json={"status": "active"})
             body = _problem(r, 403, "Forbidden")
-            assert "deployer" in body["detail"] and "alice" in body["detail"]
+            assert "deployer" in body["detail"]
+            assert "alice" in body["detail"]
             view = (await alice.get("/models/alice-model")).json()
             assert view["config"]["status"] == "testing"
         # the event names the person and the gateway that signed for it
         async with api.client(api.admin) as admin:
             lines = (await admin.get("/audit", params={"model": "alice-model"})).text.splitlines()
             event = orjson.loads(lines[0])["event"]
-            assert event["actor"] == "alice" and event["signed_by"] == "api"
+            assert event["actor"] == "alice"
+            assert event["signed_by"] == "api"
         # a revoked token stops working at once
         store = TokenStore(api.settings.api_tokens_file)
         alice_id = next(t.id for t in store.tokens() if t.actor == "alice")
@@ -86,11 +89,13 @@ async def test_writes_keep_the_clis_guarantees(settings: Settings) -> None:  # n
         r = await c.post("/models", json=config("lead-v1"), headers={"Idempotency-Key": "reg-1"})
         assert r.status_code == 200, r.text
         first = r.json()
-        assert first["outcome"] == "accepted" and first["revision"] == 1
+        assert first["outcome"] == "accepted"
+        assert first["revision"] == 1
         assert first["events"][0]["type"] == "ModelRegistered"
         assert {"partition", "offset"} <= set(first["events"][0])
         got = await c.get("/models/lead-v1")
-        assert got.status_code == 200 and got.json()["revision"] == 1
+        assert got.status_code == 200
+        assert got.json()["revision"] == 1
         assert got.headers["etag"] == '"1"'
 
         # the same Idempotency-Key: the same command, answered with the same events
@@ -114,7 +119,8 @@ async def test_writes_keep_the_clis_guarantees(settings: Settings) -> None:  # n
         r = await c.post(
             "/models/lead-v1/status", json={"status": "active"}, headers={"If-Match": '"1"'}
         )
-        assert r.status_code == 200 and r.json()["revision"] == 2
+        assert r.status_code == 200
+        assert r.json()["revision"] == 2
         assert r.headers["etag"] == '"2"'
         assert (await c.get("/models/lead-v1")).json()["config"]["status"] == "active"
 
@@ -128,7 +134,8 @@ async def test_writes_keep_the_clis_guarantees(settings: Settings) -> None:  # n
         )
         r = await c.post("/models", json={**config("bad"), "version": "one"})
         body = _problem(r, 422, "InvalidRequest")
-        assert body["field"] == "version" and "one" not in body["detail"]
+        assert body["field"] == "version"
+        assert "one" not in body["detail"]
 
         # a raw secret is refused, named by its path and never echoed
         cfg = config("leaky")
@@ -157,7 +164,8 @@ async def test_writes_keep_the_clis_guarantees(settings: Settings) -> None:  # n
         r = await c.patch("/models/lead-v1", json={"description": "v1.1"})
         assert r.status_code == 200, r.text
         view = (await c.get("/models/lead-v1")).json()
-        assert view["config"]["version"] == "1.1.0" and view["config"]["description"] == "v1.1"
+        assert view["config"]["version"] == "1.1.0"
+        assert view["config"]["description"] == "v1.1"
         versions = (await c.get("/models/lead-v1/versions")).json()
         assert [v["version"] for v in versions] == ["1.0.0", "1.1.0"]
         history = (await c.get("/models/lead-v1/history")).json()
@@ -165,7 +173,8 @@ async def test_writes_keep_the_clis_guarantees(settings: Settings) -> None:  # n
         old = (
             await c.get("/models/lead-v1", params={"as_of": first["events"][0]["offset"]})
         ).json()
-        assert old["config"]["status"] == "testing" and old["revision"] == 1
+        assert old["config"]["status"] == "testing"
+        assert old["revision"] == 1
 
         # aliases: assign, read through the alias, list, remove
         r = await c.post("/models/lead-v1/aliases", json={"alias": "lead@production"})
@@ -188,15 +197,15 @@ async def test_writes_keep_the_clis_guarantees(settings: Settings) -> None:  # n
             await c.post("/models", json=config(f"page-{i}"))
         page = (await c.get("/models", params={"limit": 2, "status": "testing"})).json()
         assert [m["config"]["id"] for m in page["items"]] == ["page-0", "page-1"]
-        assert page["total"] == 3 and page["nextCursor"]
+        assert page["total"] == 3
+        assert page["nextCursor"]
         rest = (
             await c.get(
                 "/models", params={"limit": 2, "status": "testing", "cursor": page["nextCursor"]}
             )
         ).json()
-        assert [m["config"]["id"] for m in rest["items"]] == ["page-2"] and rest[
-            "nextCursor"
-        ] is None
+        assert [m["config"]["id"] for m in rest["items"]] == ["page-2"]
+        assert rest["nextCursor"] is None
         _problem(await c.get("/models", params={"type": "astrology"}), 422, "InvalidRequest")
         _problem(await c.get("/models", params={"limit": 501}), 422, "InvalidRequest")
 
@@ -277,9 +286,11 @@ async def test_predict_report_and_plot(settings: Settings) -> None:
             return body if seen >= 30 else None
 
         report = await eventually(reported, timeout=30, interval=0.2, what="the report")
-        assert report["champion_model_id"] == "champ" and report["verdict"]
+        assert report["champion_model_id"] == "champ"
+        assert report["verdict"]
         png = await c.get("/ab-tests/champ/plot.png")
-        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.status_code == 200
+        assert png.headers["content-type"] == "image/png"
         assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
         _problem(await c.get("/ab-tests/nothing/report"), 404, "ABTestNotFound")
 
