@@ -102,6 +102,7 @@ async def test_history_survives_a_restart_and_nothing_is_left_behind(tmp_path: P
             "predictor",
             "monitor",
             "guard",
+            "api",
         }
         async with ModelRegistry(first.settings) as reg:
             await reg.register(model_config("lead-scoring-v1", status="testing"))
