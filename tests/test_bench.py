@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("writes.py", ["commands_per_s", "ryw_p99_ms", "mlflow_writes_per_s", "ratio_to_mlflow"]),
         ("reads.py", ["get_model_per_s", "bare_select_per_s", "list_models_narrow_p99_ms"]),
         ("predictions.py", ["requests_per_s", "bare_loop_per_s", "ratio_to_bare_loop"]),
+        ("api.py", ["api_get_model_per_s", "bare_get_model_per_s", "ratio_to_bare", "api_p99_ms"]),
     ],
 )
 def test_bench_quick(script: str, keys: list[str], tmp_path: Path) -> None:
