@@ -264,7 +264,8 @@ async def main_async(n: int, seconds: float, rounds: int, connections: int, out:
     from registry.infra.settings import Settings
 
     broker, bs = bootstrap()
-    api = bare = None
+    api: Server | None = None
+    bare: Server | None = None
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
