@@ -165,16 +165,14 @@ def _requests(ids: list[str], headers: str) -> list[bytes]:
     return [f"GET /models/{mid} HTTP/1.1\r\nHost: {HOST}\r\n{headers}\r\n".encode() for mid in ids]
 
 
-async def _connection(
-    port: int, requests: list[bytes], until: float, count: int | None, load: Load
-) -> None:
+async def _connection(port: int, requests: list[bytes], until: float, load: Load) -> None:
     """One keep-alive connection: request, read the whole answer, next; until ``until``
-    (monotonic) or ``count`` requests."""
+    (``time.perf_counter``)."""
     reader, writer = await asyncio.open_connection(HOST, port)
     rng = random.Random()
     done = 0
     try:
-        while (count is None or done < count) and time.perf_counter() < until:
+        while time.perf_counter() < until:
             started = time.perf_counter()
             writer.write(rng.choice(requests))
             head = await reader.readuntil(b"\r\n\r\n")
@@ -200,17 +198,13 @@ async def load(
     *,
     seconds: float,
     connections: int,
-    count: int | None = None,
 ) -> Load:
-    """``connections`` connections for ``seconds`` (or ``count`` requests each)."""
+    """``connections`` connections for ``seconds``."""
     requests = _requests(ids, server.headers)
     result = Load()
     started = time.perf_counter()
     await asyncio.gather(
-        *(
-            _connection(server.port, requests, started + seconds, count, result)
-            for _ in range(connections)
-        )
+        *(_connection(server.port, requests, started + seconds, result) for _ in range(connections))
     )
     result.seconds = time.perf_counter() - started
     return result
@@ -308,14 +302,13 @@ async def main_async(n: int, seconds: float, rounds: int, connections: int, out:
                         await load(server, ids, seconds=seconds, connections=connections)
                     )
             single = {
-                s.name: await load(s, ids, seconds=seconds, connections=1, count=None)
-                for s in (bare, api)
+                s.name: await load(s, ids, seconds=seconds, connections=1) for s in (bare, api)
             }
             rss = {s.name: s.peak_rss_mb() for s in (bare, api)}
     finally:
-        for server in (api, bare):
-            if server is not None:
-                server.stop()
+        for running in (api, bare):
+            if running is not None:
+                running.stop()
         if broker is not None:
             broker.stop()
 
