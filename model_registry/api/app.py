@@ -433,6 +433,7 @@ def _read_routes(app: FastAPI) -> None:  # noqa: C901 - one route per endpoint
         return RedirectResponse("/console/" if console else "/docs")
 
     @app.get("/health", response_model=wire.HealthOut, tags=["health"])
+    @app.get("/healthz", include_in_schema=False)  # the name the other components' checks use
     async def health(request: Request) -> Response:
         """Liveness, with whether the projection and the monitor's database can be read. No
         authentication."""
