@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from registry.core.messages import EventBase, RegistryCleared
+from registry.core.messages import EventBase
 from registry.core.state import RegistryState
 
 DATA_TABLES = (
@@ -50,10 +50,13 @@ def expected_transitions(events: Sequence[EventBase]) -> list[tuple[str, str | N
     state = RegistryState()
     out: list[tuple[str, str | None, str, int]] = []
     for offset, event in enumerate(events):
-        touched = list(state.models) if isinstance(event, RegistryCleared) else [event.model_id]
+        # any model may change: a clear changes all, a promotion or a rollback the other one
+        touched = list(dict.fromkeys([*state.models, event.model_id]))
         before = {mid: state.models[mid].status for mid in touched if mid in state.models}
         state.apply_event(event)
         for mid in touched:
+            if mid not in state.models:
+                continue
             old, new = before.get(mid), state.models[mid].status
             if old is not new:
                 out.append((mid, None if old is None else str(old), str(new), offset))
