@@ -20,7 +20,14 @@ def test_compose_file_is_true() -> None:
     assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft, no ZooKeeper
     assert not any("zookeeper" in name for name in services)
     registry_services = {name: s for name, s in services.items() if name != "kafka"}
-    assert set(registry_services) == {"decider", "projector", "predictor", "monitor", "guard", "api"}
+    assert set(registry_services) == {
+        "decider",
+        "projector",
+        "predictor",
+        "monitor",
+        "guard",
+        "api",
+    }
     for name, service in registry_services.items():
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092", name
         assert "healthz" in " ".join(service["healthcheck"]["test"]), (
