@@ -7,7 +7,7 @@ test can check what the picture holds without reading pixels.
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from consumers.monitor.latency import percentile
@@ -90,7 +90,12 @@ def plot_report(db_path: Path | str, report: ComparisonReport, out: Path | str) 
         for label, (x, y) in latency.items():
             variant, name = label.split(" ")
             ax_lat.plot(
-                x, y, label=label, color=colours[variant], linestyle="-" if name == "p50" else "--"
+                x,
+                y,
+                label=label,
+                color=colours[variant],
+                linestyle="-" if name == "p50" else "--",
+                marker=".",  # a test of one minute is one point: still visible
             )
         ax_lat.set_ylabel("latency (ms)")
         ax_lat.set_yscale("log")
@@ -105,6 +110,13 @@ def plot_report(db_path: Path | str, report: ComparisonReport, out: Path | str) 
             f"{report.test_id}: {report.champion_model_id} (champion) vs "
             f"{report.challenger_model_id} (challenger)"
         )
+        times = [t for x, _ in (*latency.values(), *quality.values()) for t in x]
+        if times and max(times) - min(times) < timedelta(minutes=30):
+            # a short test: matplotlib's date autoscale would span years around a few points
+            import matplotlib.dates as mdates
+
+            ax_q.set_xlim(min(times) - timedelta(minutes=5), max(times) + timedelta(minutes=5))
+            ax_q.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
         fig.autofmt_xdate()
         # What was really drawn, read back from the axes (not from the inputs).
         drawn: Series = {
