@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
-import pytest
-
-import consumers.predictor.pipeline
 from consumers.client import PredictionClient
 from registry.core.predictions import PredictionRequest, PredictionResult
 from registry.infra.settings import Settings
@@ -19,11 +15,6 @@ from tests.consumers.conftest import (
     sklearn_config,
 )
 from tests.consumers.test_cli import _cli
-
-pytestmark = pytest.mark.skipif(
-    "explain_batch" not in inspect.getsource(consumers.predictor.pipeline),
-    reason="the pipeline does not pass `explain` to providers yet (predict_group/_call)",
-)
 
 
 async def _ask(
