@@ -402,6 +402,7 @@ class RebuildResult:
     seconds: float
     path: Path
     careful: int = 0  # records decoded by the careful path (the rest took the fast one)
+    swap_seconds: float = 0.0  # of ``seconds``: copying the built file into the live one
 
     @property
     def rate(self) -> float:
@@ -424,10 +425,18 @@ async def rebuild(
         async with projector:
             records = await projector.catch_up()
             await projector.writer.create_indexes()
+        swap_started = time.perf_counter()
         await asyncio.to_thread(swap_in, tmp, db_path)
+        swap_seconds = time.perf_counter() - swap_started
     finally:
         remove_files(tmp)
     s = projector.stats
     return RebuildResult(
-        records, s.events_applied, s.errors, time.perf_counter() - started, db_path, s.careful
+        records,
+        s.events_applied,
+        s.errors,
+        time.perf_counter() - started,
+        db_path,
+        s.careful,
+        swap_seconds,
     )
