@@ -33,7 +33,6 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -63,7 +62,7 @@ from consumers.predictor.work import Work
 from consumers.providers.base import CallPolicy
 from consumers.providers.factory import ProviderFactory
 from consumers.routing import ChampionChallengerRouter, Route
-from registry.core.predictions import PredictionRequest
+from registry.core.predictions import PredictionRequest, wire_time
 from registry.infra.kafka.clients import (
     lag_of,
     make_consumer,
@@ -395,7 +394,7 @@ class PredictionConsumer:
             out = error_record(
                 record,
                 reason,
-                datetime.now(UTC).isoformat(),
+                wire_time(),
                 max_bytes=self.settings.limits.request_bytes,
             )
         except Exception:  # noqa: BLE001 - no readable id, then
@@ -485,7 +484,7 @@ class PredictionConsumer:
         """Results for finished works, handed to the emitter."""
         emitter = self._emitter
         assert emitter is not None
-        now = datetime.now(UTC).isoformat()
+        now = wire_time()
         writer = ResultWriter(now)
         mock = self.pipeline.fallback_to_mock if self.config.mock_fallback else None
         answers: list[Answer] = []

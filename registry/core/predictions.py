@@ -8,7 +8,7 @@ an outcome by its ``request_id``. JSON values, like the registry's messages; the
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,6 +28,7 @@ __all__ = [
     "PredictionResult",
     "Variant",
     "result_id",
+    "wire_time",
 ]
 
 Variant = Literal["champion", "challenger", "shadow", "none"]
@@ -164,3 +165,9 @@ class PredictionOutcome(_Message):
 def result_id(request_id: str) -> str:
     """The result id of a request: deterministic, so a redelivery yields the same id."""
     return str(uuid.uuid5(RESULT_NAMESPACE, request_id))
+
+
+def wire_time(at: datetime | None = None) -> str:
+    """A time as every message writes it: RFC 3339 in UTC with ``Z`` and microseconds
+    (``2026-12-02T18:04:05.123456Z``; ``now`` when ``at`` is None)."""
+    return (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -52,7 +52,7 @@ from registry.core.replay import RecordLike, fold_records
 from registry.core.rules import decide
 from registry.core.secrets import find_secret, looks_secret
 from registry.core.state import Change, Fact, RegistryState
-from registry.decider.gate import Gate, Signed, id_of, id_of_bytes
+from registry.decider.gate import About, Gate, Signed, about, about_bytes
 from registry.infra.journal import EventJournal, JournalRecord
 from registry.infra.kafka.clients import (
     lag_of,
@@ -402,7 +402,7 @@ class Decider:
             # Not copied to the DLQ: that would copy the secret into one more topic.
             self.stats.rejected += 1
             rejection = Rejection(RejectionCode.SECRET_IN_CONFIG, str(exc), exc.field)
-            return self._rejection_reply(id_of(obj), None, rejection), None
+            return self._rejection_reply(about(obj), None, rejection, state), None
         except DecodeError as exc:
             return await self._dead_letter(record, RejectionCode.INVALID_COMMAND, exc.reason), None
         except (orjson.JSONDecodeError, RecursionError) as exc:
@@ -424,7 +424,7 @@ class Decider:
         if refused is not None:
             self.stats.forbidden += 1
             self.stats.rejected += 1
-            return self._rejection_reply(command.id, command, refused), None
+            return self._rejection_reply(None, command, refused, state), None
         if command.id in in_batch:
             repeated.append(command)
             return None, None
@@ -434,7 +434,7 @@ class Decider:
         decision = decide(command, state.registry, now=self.clock(), allow_clear=self.allow_clear)
         if isinstance(decision, Rejection):
             self.stats.rejected += 1
-            return self._rejection_reply(command.id, command, decision), None
+            return self._rejection_reply(None, command, decision, state), None
         if not decision:  # a no-op: nothing to append, answer now
             self.stats.accepted += 1
             return self._reply(command, "accepted", [], state), None
@@ -495,18 +495,20 @@ class Decider:
         self._dead_letters.append(
             asyncio.create_task(send_to_dlq(self._producer, record, reason, excerpt_bytes=excerpt))
         )
-        return self._rejection_reply(id_of_bytes(record.value), None, Rejection(code, reason))
+        return self._rejection_reply(
+            about_bytes(record.value), None, Rejection(code, reason), self._state
+        )
 
     async def _refuse_unread(
         self, record: ConsumerRecord[bytes, bytes], rejection: Rejection
     ) -> CommandReply | None:
         """Refuse a record without believing it: a reply to its id when one can be read, else
         a dead letter (nobody to answer)."""
-        command_id = id_of_bytes(record.value)
-        if command_id is None:
+        readable = about_bytes(record.value)
+        if readable.id is None:
             return await self._dead_letter(record, rejection.code, rejection.message)
         self.stats.rejected += 1
-        return self._rejection_reply(command_id, None, rejection)
+        return self._rejection_reply(readable, None, rejection, self._state)
 
     def _reply(
         self,
@@ -538,15 +540,30 @@ class Decider:
         )
 
     def _rejection_reply(
-        self, command_id: str | None, command: CommandBase | None, rejection: Rejection
+        self,
+        readable: About | None,
+        command: CommandBase | None,
+        rejection: Rejection,
+        state: _State | None,
     ) -> CommandReply | None:
-        log.info("rejected command %s: %s: %s", command_id, rejection.code, rejection.message)
-        if command_id is None:
+        """The rejection reply of a decoded ``command``, or of a record known only by what is
+        ``readable`` of it (its id, type and model id, when they are readable). ``revision``:
+        the model's current revision (what a retry would send as its expected revision),
+        absent for a model the registry does not hold."""
+        if command is not None:
+            readable = About(command.id, command.type, command.model_id)
+        assert readable is not None
+        log.info("rejected command %s: %s: %s", readable.id, rejection.code, rejection.message)
+        if readable.id is None:
             return None  # no readable id: nobody to answer; the DLQ has it
+        revision = None
+        if readable.model_id is not None and state is not None:
+            revision = state.registry.revision_of(readable.model_id) or None
         return CommandReply(
-            command_id=command_id,
-            command_type=None if command is None else command.type,
-            model_id=command.model_id if command else None,
+            command_id=readable.id,
+            command_type=readable.type,
+            model_id=readable.model_id,
             outcome="rejected",
+            revision=revision,
             rejection={k: str(v) for k, v in rejection.as_dict().items()},
         )

@@ -9,6 +9,7 @@ the decider turns their answers into replies.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +27,13 @@ from registry.core.auth import (
     signature_valid,
 )
 from registry.core.errors import Rejection, RejectionCode
-from registry.core.messages import CommandBase
+from registry.core.messages import COMMANDS, CommandBase
+from registry.core.types import MODEL_ID_PATTERN
 from registry.infra.grants import CALLABLES_GROUP, CODE_SETTINGS, callable_granted
 from registry.infra.identity import ActorsFile
 from registry.infra.settings import Settings
 
-__all__ = ["Gate", "Signed", "id_of", "id_of_bytes"]
+__all__ = ["About", "Gate", "Signed", "about", "about_bytes", "id_of", "id_of_bytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,43 @@ def id_of(obj: Any) -> str | None:
         if isinstance(command_id, str) and 0 < len(command_id) <= 128:
             return command_id
     return None
+
+
+_MODEL_ID = re.compile(MODEL_ID_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class About:
+    """What a refused record says about itself, as far as it is readable: its ``id`` (the
+    reply's key), its ``type`` when it names a known command, its ``model_id`` when it is a
+    valid model id. Nothing else of an unbelieved record is echoed."""
+
+    id: str | None = None
+    type: str | None = None
+    model_id: str | None = None
+
+
+def about(obj: Any) -> About:
+    """The readable ``About`` of a decoded (or partly decodable) command object."""
+    if not isinstance(obj, dict):
+        return About()
+    type_name = obj.get("type")
+    model_id = obj.get("model_id")
+    return About(
+        id_of(obj),
+        type_name if isinstance(type_name, str) and type_name in COMMANDS else None,
+        model_id if isinstance(model_id, str) and _MODEL_ID.match(model_id) else None,
+    )
+
+
+def about_bytes(value: bytes | None) -> About:
+    """``about`` of a record's value (an empty ``About`` for anything unreadable)."""
+    if not value:
+        return About()
+    try:
+        return about(orjson.loads(value))
+    except (orjson.JSONDecodeError, RecursionError):
+        return About()
 
 
 def id_of_bytes(value: bytes | None) -> str | None:
