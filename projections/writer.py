@@ -6,6 +6,7 @@ projector resumes exactly where the file says and nothing is lost or doubled.
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ class ProjectionWriter:
         self.path = path
         self.bulk = bulk
         self._db: aiosqlite.Connection | None = None
+        self._ident: tuple[int, int] | None = None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -81,13 +83,25 @@ class ProjectionWriter:
         """Open (creating the file and tables if new); returns the file's schema version,
         None for a new file. A different version means the file must be rebuilt."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in writer_pragmas(self.bulk):
-            await self._db.execute(pragma)
+        await self._connect()
         version = await self._schema_version()
         if version is None:
             await self._create()
         return version
+
+    async def _connect(self) -> None:
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in writer_pragmas(self.bulk):
+            await self._db.execute(pragma)
+        self._ident = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the file the path names now (a rebuild's swap changes it)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
 
     async def _schema_version(self) -> int | None:
         async with self.db.execute(
@@ -122,7 +136,7 @@ class ProjectionWriter:
         await self.db.execute("ANALYZE")
 
     async def close(self) -> None:
-        db, self._db = self._db, None
+        db, self._db, self._ident = self._db, None, None
         if db is not None:
             await db.close()
 
@@ -221,6 +235,11 @@ class ProjectionWriter:
             ProjectionReplaced: the stored positions are not ``expected`` (the file was
                 rebuilt and swapped in, or another projector wrote); nothing is written.
         """
+        if self._db is not None and self._identity() != self._ident:
+            # A rebuild swapped a new generation in (projections.swap): write there, where
+            # the positions will say whether this projector's state is still the file's.
+            await self.close()
+            await self._connect()
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
