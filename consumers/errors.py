@@ -27,10 +27,10 @@ redacted vendor text (``consumers.providers.secrets.redact``).
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import ClassVar
 
 from registry.core.errors import RegistryError
+from registry.core.predictions import PredictionErrorCode
 
 __all__ = [
     "CredentialUnavailable",
@@ -49,24 +49,6 @@ __all__ = [
     "ProviderTimeout",
     "ProviderUnavailable",
 ]
-
-
-class PredictionErrorCode(StrEnum):
-    """Stable codes of prediction errors (the ``error.code`` of a result)."""
-
-    INVALID_REQUEST = "InvalidRequest"
-    MODEL_NOT_FOUND = "ModelNotFound"
-    MODEL_NOT_ACTIVE = "ModelNotActive"
-    INVALID_INPUT = "InvalidInput"
-    PROVIDER_TIMEOUT = "ProviderTimeout"
-    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
-    PROVIDER_REJECTED = "ProviderRejected"
-    PROVIDER_BAD_RESPONSE = "ProviderBadResponse"
-    PROVIDER_NOT_INSTALLED = "ProviderNotInstalled"
-    PROVIDER_CONFIG_INVALID = "ProviderConfigInvalid"
-    HOST_NOT_ALLOWED = "HostNotAllowed"
-    CREDENTIAL_UNAVAILABLE = "CredentialUnavailable"
-    PROVIDER_FAILED = "ProviderFailed"
 
 
 class PredictionFailure(RegistryError):

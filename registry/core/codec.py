@@ -166,6 +166,15 @@ def decode_command(data: bytes | str | None) -> CommandBase:
     """Bytes -> command. Raises ``DecodeError``; ``SecretInConfig`` surfaces as its own type."""
     obj = _load(data)
     message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    # contract 1.1: a command names itself. An id the registry invented could be matched by
+    # nobody, and a resend would not be recognised as one.
+    if "type" not in obj:
+        raise DecodeError(
+            "a command needs its `type` in its JSON (the Kafka header is not read)",
+            message_id=message_id,
+        )
+    if "id" not in obj:
+        raise DecodeError("a command needs an `id`: its idempotency key, which keys its reply")
     if not isinstance(obj.get("type"), str) or obj.get("type") not in _COMMAND_NAMES:
         raise DecodeError(f"unknown command type {_quoted(obj.get('type'))}", message_id=message_id)
     obj = _upcast(obj)

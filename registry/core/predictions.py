@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -23,6 +24,7 @@ __all__ = [
     "Contribution",
     "Explanation",
     "PredictionError",
+    "PredictionErrorCode",
     "PredictionOutcome",
     "PredictionRequest",
     "PredictionResult",
@@ -71,6 +73,24 @@ class PredictionRequest(_Message):
     @property
     def routing_unit(self) -> str:
         return self.unit_id or self.id
+
+
+class PredictionErrorCode(StrEnum):
+    """Stable codes of prediction errors (the ``error.code`` of a result)."""
+
+    INVALID_REQUEST = "InvalidRequest"
+    MODEL_NOT_FOUND = "ModelNotFound"
+    MODEL_NOT_ACTIVE = "ModelNotActive"
+    INVALID_INPUT = "InvalidInput"
+    PROVIDER_TIMEOUT = "ProviderTimeout"
+    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    PROVIDER_REJECTED = "ProviderRejected"
+    PROVIDER_BAD_RESPONSE = "ProviderBadResponse"
+    PROVIDER_NOT_INSTALLED = "ProviderNotInstalled"
+    PROVIDER_CONFIG_INVALID = "ProviderConfigInvalid"
+    HOST_NOT_ALLOWED = "HostNotAllowed"
+    CREDENTIAL_UNAVAILABLE = "CredentialUnavailable"
+    PROVIDER_FAILED = "ProviderFailed"
 
 
 class PredictionError(BaseModel):

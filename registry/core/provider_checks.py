@@ -11,8 +11,8 @@ references, pickles) is checked by the consumer, which has them.
 (``InvalidCommand``, naming the field) of the first problem, or ``None``:
 
 1. ``providerConfig.provider`` differs from the model's ``provider``;
-2. a setting that looks like a misspelling of one the provider reads (``callabel``:
-   did you mean ``callable``?). Any other extra setting is allowed;
+2. a setting the provider does not read (``callabel``: did you mean ``callable``?), as
+   the per-provider ``providerConfig`` schemas refuse it (contract 1.1);
 3. a required setting is missing or empty; a known setting has the wrong type (the
    provider would refuse to build);
 4. what a provider needs from elsewhere: an endpoint (``azure-ml``), a region
@@ -73,6 +73,7 @@ _KIND_NAMES: dict[type | tuple[type, ...], str] = {
     int: "an integer",
     list: "a list",
     (int, float): "a number",
+    (dict, list): "a mapping of feature to value, or a list in column order",
 }
 
 _TEXT = Setting(str)
@@ -99,7 +100,7 @@ _MODEL_FILE: dict[str, Setting] = {
 
 PROVIDER_SETTINGS: dict[Provider, dict[str, Setting]] = {
     Provider.CUSTOM: {"callable": _REQUIRED_TEXT, "batch": _FLAG},
-    Provider.SCIKIT_LEARN: _MODEL_FILE,
+    Provider.SCIKIT_LEARN: {**_MODEL_FILE, "explainBaseline": Setting((dict, list))},
     Provider.PYTORCH: {**_MODEL_FILE, "architecture": _TEXT},
     Provider.TENSORFLOW: _MODEL_FILE,
     Provider.OPENAI: {
@@ -173,36 +174,42 @@ def provider_problem(
     known = PROVIDER_SETTINGS.get(pc.provider, {})
     settings = pc.settings
     return (
-        _misspelling(pc, known, settings)
+        _unknown_setting(pc, known, settings)
         or _settings_problem(pc.provider, known, settings)
         or _needs_problem(pc, settings, endpoint, credentials)
     )
 
 
-def _misspelling(
+def _unknown_setting(
     pc: ProviderConfig, known: Mapping[str, Setting], settings: Mapping[str, Any]
 ) -> Rejection | None:
+    """The first setting ``pc``'s provider does not read: refused, as the schema refuses it
+    (a misspelling would otherwise register and fail every prediction). A near miss names
+    the setting meant; a name that looks like a secret is not echoed."""
     names = [*known, *POLICY_SETTINGS, *_FIELDS]
     lowered = {n.lower(): n for n in names}
     for key in settings:
-        if key in known or key in POLICY_SETTINGS or mask_segment(key) != key:
+        if key in known or key in POLICY_SETTINGS:
             continue
+        if mask_segment(key) != key:
+            return _reject(
+                f"providerConfig holds a setting that {pc.provider} models do not read.",
+                "providerConfig",
+            )
         suggestion = lowered.get(key.lower())
         if suggestion is None:
             close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=_SIMILAR)
             suggestion = lowered[close[0]] if close else None
-        if suggestion is None or suggestion in settings or _field_set(pc, suggestion):
-            continue  # unknown but no near miss (or the real one is there too): allowed
+        hint = (
+            f"did you mean {suggestion}?"
+            if suggestion is not None
+            else f"{pc.provider} models read: {', '.join(sorted(names))}."
+        )
         return _reject(
-            f"providerConfig.{key} is not a setting of {pc.provider} models; "
-            f"did you mean {suggestion}?",
+            f"providerConfig.{key} is not a setting of {pc.provider} models; {hint}",
             f"providerConfig.{key}",
         )
     return None
-
-
-def _field_set(pc: ProviderConfig, name: str) -> bool:
-    return name in _FIELDS and getattr(pc, name) is not None
 
 
 def _settings_problem(

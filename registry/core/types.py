@@ -161,7 +161,11 @@ def _check_semver(value: str) -> str:
     return value
 
 
-SemVerStr = Annotated[str, AfterValidator(_check_semver)]
+SemVerStr = Annotated[
+    str,
+    AfterValidator(_check_semver),
+    Field(json_schema_extra={"pattern": SEMVER.pattern, "description": "A semantic version."}),
+]
 
 
 # --------------------------------------------------------------------------- secrets

@@ -189,12 +189,26 @@ def test_a_misspelt_setting_is_refused_with_the_suggestion(
     assert f"did you mean {meant}?" in rejection.message
 
 
-def test_other_extra_settings_are_allowed() -> None:
-    extras = {"owner": "crm-leads", "notes": "v2 features", "topP": 0.9, "mode": "fast"}
+def test_a_setting_the_provider_does_not_read_is_refused_and_named() -> None:
+    """Contract 1.1: providerConfig is closed per provider, in the decider as in the schema."""
     for provider in Provider:
-        assert _register(_config(provider, {**MINIMAL[provider], **extras})) is None, provider
-    # a near miss of a setting that is also present is a setting of its own
-    assert _register(_config(Provider.OPENAI, {"model": "gpt-4o-mini", "models": ["a"]})) is None
+        for extra in ("owner", "notes", "topP"):
+            rejection = _register(_config(provider, {**MINIMAL[provider], extra: "x"}))
+            assert rejection is not None, (provider, extra)
+            assert rejection.field == f"providerConfig.{extra}"
+            assert f"{provider} models read:" in rejection.message
+    # a near miss of a setting that is also present is still not a setting
+    rejection = _register(_config(Provider.OPENAI, {"model": "gpt-4o-mini", "models": ["a"]}))
+    assert rejection is not None
+    assert rejection.field == "providerConfig.models"
+
+
+def test_an_unknown_setting_whose_name_looks_like_a_secret_is_not_echoed() -> None:
+    secret_name = "sk-" + "a1B2" * 10
+    rejection = _register(_config(Provider.CUSTOM, {**MINIMAL[Provider.CUSTOM], secret_name: 1}))
+    assert rejection is not None
+    assert secret_name not in rejection.message
+    assert rejection.field == "providerConfig"
 
 
 @pytest.mark.parametrize(
