@@ -62,7 +62,7 @@ from consumers.predictor.work import Work
 from consumers.providers.base import CallPolicy
 from consumers.providers.factory import ProviderFactory
 from consumers.routing import ChampionChallengerRouter, Route
-from registry.core.predictions import PredictionRequest, wire_time
+from registry.core.predictions import wire_time
 from registry.infra.kafka.clients import (
     lag_of,
     make_consumer,
@@ -346,7 +346,7 @@ class PredictionConsumer:
                     request = read(record)
                 except Exception as exc:  # noqa: BLE001 - an unexpected error is a refusal too
                     request = f"internal error while reading the request ({type(exc).__name__})"
-                if not isinstance(request, PredictionRequest):
+                if isinstance(request, str):
                     self._refuse(record, window, request)
                     continue
                 request_id = request.id

@@ -21,7 +21,6 @@ from collections import defaultdict
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 
 from consumers.cache import MISSING, RecentIds, ResultCache, input_hash
 from consumers.errors import (
@@ -31,14 +30,13 @@ from consumers.errors import (
     PredictionFailure,
     ProviderFailed,
 )
+from consumers.predictor.fastrequest import Request, decode
 from consumers.predictor.view import RegistryView
 from consumers.predictor.work import Work
 from consumers.providers.factory import ProviderFactory
 from consumers.providers.mock import mock_output
 from consumers.routing import ChampionChallengerRouter
-from registry.core.errors import describe_validation_error
 from registry.core.limits import over_limits
-from registry.core.predictions import PredictionRequest
 from registry.core.state import ModelState
 from registry.infra.settings import LimitSettings, PredictorSettings
 
@@ -106,8 +104,11 @@ class PredictionPipeline:
 
     # ------------------------------------------------------------------ read
 
-    def read(self, record: ConsumerRecord[bytes, bytes]) -> PredictionRequest | str:
-        """The request in ``record``, or why it is refused (never quoting the record)."""
+    def read(self, record: ConsumerRecord[bytes, bytes]) -> Request | str:
+        """The request in ``record``, or why it is refused (never quoting the record).
+
+        Decoded by ``fastrequest.decode``: orjson and plain checks for the usual shape, the
+        pydantic model for anything else (and for every refusal)."""
         value = record.value
         if value is None:
             return "empty message (null value)"
@@ -121,16 +122,7 @@ class PredictionPipeline:
             over = over_limits(value, limits.request_bytes, limits.json_depth)
             if over is not None:
                 return f"PredictionRequest refused: {over}"
-        try:
-            request = PredictionRequest.model_validate_json(value)
-        except ValidationError as exc:
-            return f"invalid PredictionRequest: {describe_validation_error(exc)[0]}"
-        if "id" not in request.model_fields_set:
-            # No idempotency key given: derive one from the record's position, which a
-            # redelivery of this very record shares.
-            derived = f"{record.topic}/{record.partition}/{record.offset}"[-128:]
-            request = request.model_copy(update={"id": derived})
-        return request
+        return decode(value, record.topic, record.partition, record.offset)
 
     # ------------------------------------------------------------------ route + cache
 

@@ -9,8 +9,8 @@ from aiokafka import ConsumerRecord
 
 from consumers.cache import MISSING, CacheKey
 from consumers.errors import PredictionFailure
+from consumers.predictor.fastrequest import Request
 from consumers.routing import Route
-from registry.core.predictions import PredictionRequest
 from registry.core.state import ModelState
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Work:
     """
 
     record: ConsumerRecord[bytes, bytes]
-    request: PredictionRequest
+    request: Request
     window: PartitionWindow | None = None
     t0: float = 0.0
     route: Route | None = None
