@@ -106,31 +106,80 @@ async def bare_send(settings: Settings, n: int) -> float:
     return n / elapsed
 
 
+# The shape of a real result of this bench (a challenger's answer with probabilities): the
+# batched loop writes messages of the same fields and size as the predictor's.
+_RESULT_TEMPLATE: dict[str, Any] = {
+    "type": "PredictionResult",
+    "schema_version": 1,
+    "occurred_at": "2026-12-02T18:04:05.123456Z",
+    "requested_model_id": "lead-v1",
+    "variant": "challenger",
+    "resolved_model_id": "lead-v1",
+    "served_model_id": "lead-v2",
+    "served_version": "1.0.0",
+    "provider": "scikit-learn",
+    "test_id": "ab:lead-v2:3",
+    "split_version": 1,
+    "latency_ms": 1.234,
+    "cached": False,
+    "output": {"label": 1, "score": 0.8312, "probabilities": {"0": 0.1688, "1": 0.8312}},
+}
+MAX_BATCH, IN_FLIGHT = PredictorSettings().max_batch, PredictorSettings().max_in_flight
+
+
 async def bare_batched(settings: Settings, n: int) -> float:
+    """The predictor's I/O without the registry: fetch up to ``MAX_BATCH`` records, orjson-
+    decode each, write a result of the same fields and size (its ids from the request, the
+    rest a constant), one ``send_batch`` per partition, linger 0; up to ``IN_FLIGHT``
+    fetched batches await their acks while the next is handled, and each batch's offsets
+    are committed once its results are acknowledged. No routing, cache, dedupe, model."""
     consumer = make_consumer(settings, settings.topic("predictions.requests"), group_id="bare")
-    producer = make_producer(settings, linger_ms=5, max_batch_size=1024 * 1024)
+    producer = make_producer(settings, linger_ms=0, max_batch_size=1024 * 1024)
     await consumer.start()
     await producer.start()
     out, done, start = settings.topic("predictions.results"), 0, 0.0
+    template = _RESULT_TEMPLATE
+    waiting: list[tuple[asyncio.Future[Any], dict[Any, int], int]] = []
+
+    async def settle() -> int:
+        acks, offsets, count = waiting.pop(0)
+        await acks
+        await consumer.commit(offsets)
+        return count
+
     while done < n:
-        data = await consumer.getmany(timeout_ms=500, max_records=2000)
+        if len(waiting) >= IN_FLIGHT:
+            done += await settle()
+            continue
+        data = await consumer.getmany(timeout_ms=100, max_records=MAX_BATCH)
+        if not data:
+            if waiting:
+                done += await settle()
+            continue
         start = start or time.perf_counter()
         futures: list[Any] = []
+        offsets: dict[Any, int] = {}
+        count = 0
         for tp, records in data.items():
             batch = producer.create_batch()
             for r in records:
                 message = orjson.loads(r.value)
-                message["variant"] = "none"
-                value = orjson.dumps(message)
+                result = template.copy()
+                request_id = message["id"]
+                result["id"] = f"{request_id:0>36}"  # a result id is a 36-character UUID
+                result["request_id"] = request_id
+                result["unit_id"] = message["unit_id"]
+                value = orjson.dumps(result)
                 if batch.append(key=r.key, value=value, timestamp=None) is None:
                     futures.append(await producer.send_batch(batch, out, partition=tp.partition))
                     batch = producer.create_batch()
                     batch.append(key=r.key, value=value, timestamp=None)
             futures.append(await producer.send_batch(batch, out, partition=tp.partition))
-            done += len(records)
-        if futures:
-            await asyncio.gather(*futures)
-            await consumer.commit()
+            offsets[tp] = records[-1].offset + 1
+            count += len(records)
+        waiting.append((asyncio.ensure_future(asyncio.gather(*futures)), offsets, count))
+    while waiting:
+        done += await settle()
     elapsed = time.perf_counter() - start
     await consumer.stop()
     await producer.stop()

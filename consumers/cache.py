@@ -87,7 +87,10 @@ class RecentIds:
         self._ids.pop(request_id, None)
 
     def add(self, request_id: str) -> None:
-        self._ids[request_id] = None
-        self._ids.move_to_end(request_id)
-        while len(self._ids) > self.max_ids:
-            self._ids.popitem(last=False)
+        ids = self._ids
+        if request_id in ids:  # rare: the predictor adds the ids it has not answered yet
+            ids.move_to_end(request_id)
+            return
+        ids[request_id] = None
+        if len(ids) > self.max_ids:
+            ids.popitem(last=False)

@@ -71,6 +71,7 @@ from registry.infra.kafka.clients import (
     start_client,
 )
 from registry.infra.kafka.dlq import DlqOutcome
+from registry.infra.kafka.traits import broker_traits
 from registry.infra.settings import PredictorSettings, Settings
 
 __all__ = ["PredictionConsumer", "PredictorStats"]
@@ -210,12 +211,20 @@ class PredictionConsumer:
             gc.collect()
             gc.freeze()
             gc.set_threshold(max(gc.get_threshold()[0], 20_000), 50, 100)
-        producer = make_producer(self.settings, linger_ms=5, max_batch_size=1024 * 1024)
+        traits = await broker_traits(self.settings)
+        linger_ms = (
+            traits.result_linger_ms(self.config.result_linger_ms)
+            if traits is not None
+            else self.config.result_linger_ms or 0
+        )
+        producer = make_producer(self.settings, linger_ms=linger_ms, max_batch_size=1024 * 1024)
         group_mode = self.config.assignment == "group"
+        fetch_wait = self.config.fetch_max_wait_ms
         consumer = make_consumer(
             self.settings,
             *([self.requests_topic] if group_mode else []),
             group_id=f"{self.settings.topic_prefix}{self.config.group_id}",
+            **({} if fetch_wait is None else {"fetch_max_wait_ms": fetch_wait}),
             session_timeout_ms=self.config.session_timeout_ms,
             heartbeat_interval_ms=max(100, self.config.session_timeout_ms // 3),
         )

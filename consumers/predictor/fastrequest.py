@@ -40,9 +40,29 @@ _MODEL_ID = re.compile(f"{_anchored(MODEL_ID_PATTERN)}|{_anchored(ALIAS_PATTERN)
 # RFC 3339 as the wire writes it (``Z`` or an offset; at most microseconds): what
 # ``datetime.fromisoformat`` and pydantic read the same way. Other forms take the careful path.
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)?\Z")
-# A run of 19 digits could be an integer beyond 64 bits (in a string it only costs the
-# careful path).
-_LONG_NUMBER = re.compile(rb"\d{19}").search
+_BIG = 9.2e18  # orjson reads an integer beyond 64 bits as a float at least this large
+
+
+def _big_number(value: Any) -> bool:
+    """A float in ``value`` that could be an integer orjson read beyond 64 bits (the careful
+    path keeps it an int); a float that large written as one only costs the careful path."""
+    kind = type(value)
+    if kind is float:
+        return not -_BIG < value < _BIG
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is float:
+            if not -_BIG < item < _BIG:
+                return True
+        elif (kind is dict or kind is list) and _big_number(item):
+            return True
+    return False
+
+
 _ABSENT: Any = object()
 _FIELDS = frozenset(
     {
@@ -63,12 +83,12 @@ class Request:
     """A readable request: the fields of ``PredictionRequest``, without the model."""
 
     __slots__ = (
+        "_occurred_at",
         "correlation_id",
         "explain",
         "id",
         "input",
         "model_id",
-        "occurred_at",
         "schema_version",
         "unit_id",
     )
@@ -93,7 +113,16 @@ class Request:
         self.explain = explain
         self.correlation_id = correlation_id
         self.schema_version = schema_version
-        self.occurred_at = occurred_at if occurred_at is not None else utc_now()
+        self._occurred_at = occurred_at
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When the request says it was made; when it does not say, when it was first asked
+        (as the model's default, read lazily: nothing on the hot path asks)."""
+        at = self._occurred_at
+        if at is None:
+            at = self._occurred_at = utc_now()
+        return at
 
     @property
     def routing_unit(self) -> str:
@@ -140,8 +169,6 @@ def derived_id(topic: str, partition: int, offset: int) -> str:
 def decode(value: bytes, topic: str, partition: int, offset: int) -> Request | str:
     """The request in ``value`` (limits already checked), or why it is refused; a request
     without an id gets ``derived_id`` of its record."""
-    if _LONG_NUMBER(value) is not None:  # orjson reads integers beyond 64 bits as floats
-        return decode_careful(value, derived_id(topic, partition, offset))
     try:
         raw = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -174,6 +201,7 @@ def decode(value: bytes, topic: str, partition: int, offset: int) -> Request | s
         or type(version) is not int
         or version < 1
         or get("type", "PredictionRequest") != "PredictionRequest"
+        or (type(data) is not str and _big_number(data))
     ):
         return decode_careful(value, derived_id(topic, partition, offset))
     occurred_at = None

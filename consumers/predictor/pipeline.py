@@ -101,6 +101,10 @@ class PredictionPipeline:
         self.router = router or ChampionChallengerRouter()
         self.cache = cache or ResultCache(config.cache_ttl_s, config.cache_max_entries)
         self.recent = recent or RecentIds(config.dedupe_max_ids)
+        # Seconds per request of each model's predictions (a moving average, by model id and
+        # version): the cache is used for a model only where it pays for itself.
+        self.item_cost: dict[tuple[str, str], float] = {}
+        self._cache_min_item_s = config.cache_min_item_us / 1e6
 
     # ------------------------------------------------------------------ read
 
@@ -171,12 +175,16 @@ class PredictionPipeline:
         caching = cache.enabled
         get = cache.get
         now = time.perf_counter()
+        pays: dict[str, bool] = {}
         for w in works:
             served = w.served
             if w.failure is not None or served is None:
                 answered.append(w)
                 continue
-            if caching and not w.request.explain:  # explanations are never cached
+            worth = pays.get(served.model_id) if caching else False
+            if worth is None:
+                worth = pays[served.model_id] = self.cache_pays(served)
+            if worth and not w.request.explain:  # explanations are never cached
                 try:
                     w.key = key = (served.model_id, served.version, input_hash(w.request.input))
                 except Exception:  # noqa: BLE001 - not cached
@@ -189,6 +197,13 @@ class PredictionPipeline:
                         continue
             by_model[served.model_id].append(w)
         return answered, by_model
+
+    def cache_pays(self, served: ModelState) -> bool:
+        """Whether to use the cache for ``served``: until its predictions are timed, and
+        then if they cost at least ``cache_min_item_us`` a request (hashing an input and
+        the lookups cost a few microseconds; a local model answers a batch faster)."""
+        cost = self.item_cost.get((served.model_id, served.version))
+        return cost is None or cost >= self._cache_min_item_s
 
     # ------------------------------------------------------------------ predict
 
@@ -206,7 +221,13 @@ class PredictionPipeline:
         inputs = [w.request.input for w in group]
         explain = [w.request.explain for w in group]
         flags = explain if any(explain) else None
+        started = time.perf_counter()
         outputs = await self._call(served, inputs, flags)
+        if flags is None:
+            per_item = (time.perf_counter() - started) / len(inputs)
+            key = (served.model_id, served.version)
+            last = self.item_cost.get(key)
+            self.item_cost[key] = per_item if last is None else 0.8 * last + 0.2 * per_item
         if len(group) > 1 and _shared_failure(outputs):
             outputs = await self._isolate(served, inputs, outputs, [ISOLATE_CALLS], flags)
         done = time.perf_counter()

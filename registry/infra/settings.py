@@ -151,6 +151,15 @@ class PredictorSettings:
     lane_groups: int = 4
     lane_max_wait_s: float = 0.5
     drain_timeout_s: float = 10.0
+    # Latency (docs/predictions.md#latency): the fetch wait of the requests consumer (None:
+    # the shared REGISTRY_FETCH_MAX_WAIT_MS, capped on the embedded broker), the linger of
+    # the results producer (None: the broker's default, ``traits.BrokerTraits``), and how
+    # costly a model's prediction must be, per request, for the result cache to be used
+    # for it (the cache's hashing costs a few microseconds a request; a local model
+    # predicting a batch answers faster than that).
+    fetch_max_wait_ms: int | None = None
+    result_linger_ms: int | None = None
+    cache_min_item_us: float = 20.0
 
     def __post_init__(self) -> None:
         if self.assignment not in {None, "group", "all"}:

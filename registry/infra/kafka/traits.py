@@ -25,13 +25,24 @@ from aiokafka.protocol.admin import ApiVersionRequest
 
 from registry.infra.settings import Settings
 
-__all__ = ["EMBEDDED_FETCH_WAIT_MS", "BrokerTraits", "broker_traits", "forget_broker_traits"]
+__all__ = [
+    "EMBEDDED_FETCH_WAIT_MS",
+    "RESULT_LINGER_MS",
+    "BrokerTraits",
+    "broker_traits",
+    "forget_broker_traits",
+]
 
 log = logging.getLogger(__name__)
 
 OFFSET_FOR_LEADER_EPOCH = 23
 EMBEDDED_FETCH_WAIT_MS = 10
 """The longest fetch wait worth having on a broker that always waits it out in full."""
+RESULT_LINGER_MS = {True: 0, False: 0}
+"""The results producer's linger by broker (``kafka``: Apache Kafka). 0 on both: the
+predictor's emitter already gathers every answer queued for a partition into one batch,
+and while a batch is in flight the next one fills, so batches grow with the load by
+themselves; a linger only added its milliseconds to every answer (bench/latency.py)."""
 
 _cache: dict[str, BrokerTraits] = {}
 
@@ -56,6 +67,10 @@ class BrokerTraits:
     def fetch_max_wait_ms(self, configured: int) -> int:
         """The fetch wait to use: as configured on Kafka, capped where a fetch waits in full."""
         return configured if self.fetch_answers_early else min(configured, EMBEDDED_FETCH_WAIT_MS)
+
+    def result_linger_ms(self, configured: int | None) -> int:
+        """The results producer's linger: as configured, else this broker's default."""
+        return RESULT_LINGER_MS[self.kafka] if configured is None else configured
 
     @property
     def name(self) -> str:
