@@ -136,6 +136,8 @@ class Decider:
         self._dead_letters: list[asyncio.Task[Any]] = []
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        self._uncommitted: dict[TopicPartition, int] = {}  # offsets not yet sent to commit
+        self._committer: asyncio.Task[None] | None = None
         self._crash_after_append = config.crash_after_append
         self.gate = Gate(settings)
         self.limits = settings.limits
@@ -156,7 +158,9 @@ class Decider:
             # A produce retried across a leader change would otherwise append its events
             # twice (tests/kafka/test_failover.py); the embedded broker has no idempotence.
             producer_kwargs["enable_idempotence"] = True
-        self._producer = make_producer(s, **producer_kwargs)
+        # linger 0: an idle decider appends and replies at once; under load the producer
+        # still batches what accumulates while a request is in flight (docs/write-path.md)
+        self._producer = make_producer(s, linger_ms=0, **producer_kwargs)
         self._consumer = make_consumer(
             s, group_id=f"{s.topic_prefix}registry-decider", max_poll_records=self.batch_size
         )
@@ -183,6 +187,12 @@ class Decider:
         log.info("decider ready on %d partition(s) of %s", len(tps), self._commands)
 
     async def stop(self) -> None:
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            try:
+                await committer  # the last offsets committed: fewer repeats after a restart
+            except Exception as exc:  # noqa: BLE001 - stopping anyway; a restart repeats replies
+                log.warning("decider stopped without committing its last offsets: %s", exc)
         for client in (self._consumer, self._producer):
             if client is not None:
                 await client.stop()
@@ -250,6 +260,9 @@ class Decider:
         assert self._consumer is not None
         assert self._producer is not None
         batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_size)
+        if self._committer is not None and self._committer.done():
+            committer, self._committer = self._committer, None
+            committer.result()  # a failed commit is a broker error: crash, rebuild, go on
         handled = 0
         for tp, records in batch.items():
             if records:
@@ -343,6 +356,12 @@ class Decider:
             await fut
 
     async def _commit(self, tp: TopicPartition, next_offset: int) -> None:
+        """Commit the command offsets (the batch's replies are written by now).
+
+        In a transaction: at once, inside it. Otherwise in the background, so the next batch
+        does not wait for the round trip: one commit in flight at a time, the offsets of the
+        batches handled meanwhile sent together after it. A restart before they are committed
+        decides those commands again, which answers them as duplicates (docs/write-path.md)."""
         assert self._consumer is not None
         assert self._producer is not None
         offsets = {tp: next_offset}
@@ -351,7 +370,17 @@ class Decider:
             group = f"{self.settings.topic_prefix}registry-decider"
             await self._producer.send_offsets_to_transaction(offsets, group)
             await self._producer.commit_transaction()
-        else:
+            return
+        self._uncommitted.update(offsets)
+        if self._committer is None or self._committer.done():
+            if self._committer is not None:
+                self._committer.result()  # a failed commit: crash, rebuild, go on
+            self._committer = asyncio.create_task(self._commit_offsets(), name="decider-commit")
+
+    async def _commit_offsets(self) -> None:
+        assert self._consumer is not None
+        while self._uncommitted:
+            offsets, self._uncommitted = self._uncommitted, {}
             await self._consumer.commit(offsets)
 
     async def _decide_one(
