@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
         ("reads.py", ["get_model_per_s", "bare_select_per_s", "list_models_narrow_p99_ms"]),
         ("predictions.py", ["requests_per_s", "bare_loop_per_s", "ratio_to_bare_loop"]),
         ("api.py", ["api_get_model_per_s", "bare_get_model_per_s", "ratio_to_bare", "api_p99_ms"]),
+        ("latency.py", ["rates", "worst_ratio_to_bare_loop"]),
+        ("soak.py", ["windows", "aged", "fresh", "aged_to_fresh_p99", "p99_growth_last_to_first"]),
     ],
 )
 def test_bench_quick(script: str, keys: list[str], tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from registry.infra.settings import Settings
 
 __all__ = [
     "EMBEDDED_FETCH_WAIT_MS",
+    "EMBEDDED_SUSTAINED_REQUESTS_PER_S",
     "RESULT_LINGER_MS",
     "BrokerTraits",
     "broker_traits",
@@ -38,6 +39,11 @@ log = logging.getLogger(__name__)
 OFFSET_FOR_LEADER_EPOCH = 23
 EMBEDDED_FETCH_WAIT_MS = 10
 """The longest fetch wait worth having on a broker that always waits it out in full."""
+EMBEDDED_SUSTAINED_REQUESTS_PER_S = 200
+"""The prediction load the embedded broker holds for minutes without its latency growing
+(bench/soak.py). Its memory storage cannot trim a log (DeleteRecords is not implemented)
+and a fetch costs time in proportion to the record batches before its offset, so latency
+grows with what a partition has taken in; the predictor warns above this rate."""
 RESULT_LINGER_MS = {True: 0, False: 0}
 """The results producer's linger by broker (``kafka``: Apache Kafka). 0 on both: the
 predictor's emitter already gathers every answer queued for a partition into one batch,
@@ -71,6 +77,11 @@ class BrokerTraits:
     def result_linger_ms(self, configured: int | None) -> int:
         """The results producer's linger: as configured, else this broker's default."""
         return RESULT_LINGER_MS[self.kafka] if configured is None else configured
+
+    @property
+    def sustained_requests_per_s(self) -> int | None:
+        """The prediction load this broker holds for long (None: no known limit)."""
+        return None if self.kafka else EMBEDDED_SUSTAINED_REQUESTS_PER_S
 
     @property
     def name(self) -> str:
