@@ -5,16 +5,17 @@ Exit codes and how a failure is told: ``model_registry.cli.errors``.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from model_registry.cli.errors import INVALID, UNREACHABLE, fail
-from model_registry.runtime import find_running
-from registry.infra.settings import Settings, SettingsError
+
+if TYPE_CHECKING:  # imported where used: a command pays only for what it needs
+    import asyncio
+
+    from registry.infra.settings import Settings
 
 __all__ = [
     "cli_settings",
@@ -29,6 +30,8 @@ T = TypeVar("T")
 
 def current_settings(**overrides: Any) -> Settings:
     """The settings of this invocation: read from the environment once, by the first caller."""
+    from registry.infra.settings import Settings, SettingsError
+
     root = click.get_current_context().find_root()
     if not isinstance(root.obj, Settings):
         try:
@@ -42,6 +45,8 @@ def current_settings(**overrides: Any) -> Settings:
 def cli_settings(**overrides: Any) -> Settings:
     """The settings; without ``KAFKA_BOOTSTRAP_SERVERS``, the address of a running
     ``model-registry up`` found in the data dir."""
+    from model_registry.runtime import find_running
+
     settings = current_settings(**overrides)
     found = find_running(settings)
     if found is None:
@@ -56,6 +61,8 @@ def cli_settings(**overrides: Any) -> Settings:
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion from a click command."""
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -66,6 +73,9 @@ def run_reporting(coro: Coroutine[Any, Any, T]) -> T:
 
 async def run_until_signalled(runner: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``runner(stop)`` until SIGINT/SIGTERM sets ``stop``."""
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

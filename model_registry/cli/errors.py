@@ -18,21 +18,12 @@ from __future__ import annotations
 
 import errno
 import functools
-import json
-import sqlite3
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from registry.core.errors import (
-    BrokerUnavailable,
-    CommandTimeout,
-    RegistryError,
-    Rejected,
-    SecretInConfig,
-    describe_validation_error,
-)
-from registry.infra.settings import Settings, SettingsError
+if TYPE_CHECKING:
+    import json
 
 __all__ = [
     "FAILED",
@@ -94,6 +85,8 @@ def _rejected(exc: Any) -> tuple[str, int]:
 
 
 def _validation(exc: Any) -> tuple[str, int]:
+    from registry.core.errors import describe_validation_error
+
     return f"invalid input: {describe_validation_error(exc)[0]}.", INVALID
 
 
@@ -126,13 +119,24 @@ _PATH_ERRORS = {
 @functools.cache
 def _explanations() -> list[tuple[Any, Any]]:
     """Kinds of exception and how to tell each (imported on first use: the CLI starts fast)."""
+    import json
+    import sqlite3
+
     from aiokafka.errors import KafkaError
     from pydantic import ValidationError
     from yaml import YAMLError
 
     from projections.errors import ProjectionLagError, ProjectionUnavailable
+    from registry.core.errors import (
+        BrokerUnavailable,
+        CommandTimeout,
+        RegistryError,
+        Rejected,
+        SecretInConfig,
+    )
     from registry.infra.files import DataDirLocked
     from registry.infra.identity import IdentityError
+    from registry.infra.settings import SettingsError
 
     return [
         (Rejected, _rejected),
@@ -175,6 +179,10 @@ def debug_requested(ctx: click.Context) -> bool:
     root = ctx.find_root()
     if root.params.get("debug"):
         return True
+    if root.obj is None:  # no command has read the settings yet
+        return False
+    from registry.infra.settings import Settings
+
     return isinstance(root.obj, Settings) and root.obj.debug
 
 

@@ -1,16 +1,19 @@
-"""``model-registry``: the entry point, its groups, and where each command comes from."""
+"""``model-registry``: the entry point, its groups, and where each command comes from.
+
+Every command is imported when it is used, not when the CLI starts (``lazy``): ``--help``
+imports click and this package's light modules only, and ``models get`` no more than it
+reads. The tables below name each command's module and its help's first paragraph.
+"""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
+from typing import Any
 
 import click
 
-from model_registry.cli import api, audit_verify, monitor, predict, reads, up, writes
-from model_registry.cli.common import current_settings
 from model_registry.cli.errors import INVALID, RegistryGroup, fail
-from registry.infra.logs import configure_logging
+from model_registry.cli.lazy import Lazy, LazyGroup
 
 __all__ = ["main"]
 
@@ -22,7 +25,142 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 PROCESSES = frozenset({"up", "demo", "decider", "projector", "predictor", "monitor", "api"})
 
 
-@click.group(cls=RegistryGroup)
+def _load(module: str) -> None:
+    """Import ``model_registry.cli.<module>`` and add its commands, once."""
+    if module in _LOADED:
+        return
+    _LOADED.add(module)
+    _import(module).register(main, models=models, ab=ab)
+
+
+_LOADED: set[str] = set()
+
+
+def _import(module: str) -> Any:
+    # One import per branch: import-linter sees each of them, mypy too.
+    if module == "api":
+        from model_registry.cli import api
+
+        return api
+    if module == "audit_verify":
+        from model_registry.cli import audit_verify
+
+        return audit_verify
+    if module == "monitor":
+        from model_registry.cli import monitor
+
+        return monitor
+    if module == "predict":
+        from model_registry.cli import predict
+
+        return predict
+    if module == "reads":
+        from model_registry.cli import reads
+
+        return reads
+    if module == "up":
+        from model_registry.cli import up
+
+        return up
+    if module == "writes":
+        from model_registry.cli import writes
+
+        return writes
+    raise LookupError(f"no CLI module {module!r}")
+
+
+# name -> (the modules whose register() adds it, its help's first paragraph): what --help
+# lists without importing them. tests/model_registry/test_cli_startup.py checks each against
+# the command itself.
+MAIN_COMMANDS = {
+    "api": Lazy(("api",), "Serve the HTTP API and web console (alone; `up` runs it too)."),
+    "audit": Lazy(("reads", "audit_verify"), "Replay the registry's history for audit."),
+    "decider": Lazy(("writes",), "Run the decider: the single writer of registry.events."),
+    "demo": Lazy(
+        ("up",),
+        "Walk the spec's story: against a running `up` if there is one, else on its own "
+        "embedded stack.",
+    ),
+    "identity": Lazy(
+        ("audit_verify",),
+        "Signing keys: every command is signed by its actor (docs/security.md).",
+    ),
+    "monitor": Lazy(
+        ("monitor",),
+        "Fold prediction results and outcomes into per-variant metrics until stopped.",
+    ),
+    "predict": Lazy(
+        ("predict",),
+        "Send a prediction request for MODEL_ID (or an alias, NAME@LABEL) and print its result "
+        "(with the variant).",
+    ),
+    "predictor": Lazy(
+        ("predict",),
+        "Run the prediction consumer: requests in, results tagged champion/challenger out.",
+    ),
+    "projections": Lazy(("reads",), "The SQLite projection: rebuild it, inspect it."),
+    "projector": Lazy(
+        ("reads",),
+        "Run the projector: registry.events -> the SQLite projection, until SIGINT/SIGTERM.",
+    ),
+    "up": Lazy(
+        ("up",),
+        "Run the whole registry: embedded broker (unless KAFKA_BOOTSTRAP_SERVERS is set), "
+        "decider, projector, prediction consumer, monitor, guard, and the HTTP API and console "
+        "(127.0.0.1, port $REGISTRY_API_PORT or 8765).",
+    ),
+}
+MODELS_COMMANDS = {
+    "alias": Lazy(
+        ("writes",),
+        "Point ALIAS (NAME@LABEL) at MODEL_ID, an active model (moving it from any other).",
+    ),
+    "get": Lazy(("reads",), "One model: now, or as it was at a time or offset."),
+    "history": Lazy(("reads",), "Every status transition of a model."),
+    "list": Lazy(("reads",), "Models, optionally filtered."),
+    "metrics": Lazy(
+        ("writes",), "Record evaluation metrics for MODEL_ID (merged into its current set)."
+    ),
+    "register": Lazy(("writes",), "Register a model from a YAML/JSON file."),
+    "release": Lazy(("writes",), "Release VERSION (same major, higher) under MODEL_ID."),
+    "status": Lazy(("writes",), "Move MODEL_ID to STATUS."),
+    "unalias": Lazy(("writes",), "Remove ALIAS from MODEL_ID, the model it names."),
+    "unregister": Lazy(("writes",), "Unregister a deprecated MODEL_ID (its history stays)."),
+    "update": Lazy(("writes",), "Change MODEL_ID's mutable fields (UpdateConfig)."),
+    "versions": Lazy(("reads",), "Every version a model id has carried."),
+}
+AB_COMMANDS = {
+    "promote": Lazy(
+        ("writes",),
+        "Promote CHALLENGER_ID: it serves everything addressed to its champion (its id and "
+        "aliases), the test ends and the champion is deprecated, in one event. The monitor's "
+        "report at this moment is kept in the event as evidence.",
+    ),
+    "report": Lazy(
+        ("monitor",),
+        "Champion vs challenger of a test (by test id, champion or challenger model id).",
+    ),
+    "rollback": Lazy(
+        ("writes",),
+        "Undo the promotion of MODEL_ID: the champion it replaced serves again (its id and "
+        "aliases), MODEL_ID is deprecated and forwards to it, in one event.",
+    ),
+    "start": Lazy(
+        ("writes",),
+        "Start an A/B test: CHALLENGER_ID takes --traffic % of --champion's requests.",
+    ),
+    "stop": Lazy(("writes",), "Stop the challenger's running A/B test."),
+    "traffic": Lazy(
+        ("writes",), "Change the running test's split to PERCENTAGE for the challenger."
+    ),
+}
+
+
+class RootGroup(LazyGroup, RegistryGroup):
+    """``model-registry``: lazy commands; what a command lets through is told in words."""
+
+
+@click.group(cls=RootGroup, lazy=MAIN_COMMANDS, load=_load)
 @click.option(
     "--log-level",
     type=click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -43,6 +181,11 @@ def main(ctx: click.Context, log_level: str | None, json_logs: bool | None, debu
     Exit codes: 0 success; 1 nothing found, a prediction's error, or an unexpected error;
     2 rejected or invalid input; 3 broker, stack or projection unreachable, or timed out.
     """
+    import logging
+
+    from model_registry.cli.common import current_settings
+    from registry.infra.logs import configure_logging
+
     settings = current_settings()
     flags = {"debug": debug, "json_logs": bool(json_logs)}
     if any(flags.values()):  # the command line adds to the environment's settings
@@ -57,12 +200,12 @@ def main(ctx: click.Context, log_level: str | None, json_logs: bool | None, debu
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=MODELS_COMMANDS, load=_load)
 def models() -> None:
     """Register, change and read models."""
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=AB_COMMANDS, load=_load)
 def ab() -> None:
     """Champion/challenger A/B tests."""
 
@@ -84,7 +227,3 @@ def schemas_export(out: Path) -> None:
     except OSError as exc:
         fail(f"cannot write the schemas under {out}: {exc.strerror or exc}.", INVALID)
     click.echo(f"wrote {len(files)} schemas under {out}/")
-
-
-for _commands in (writes, reads, predict, monitor, up, audit_verify, api):
-    _commands.register(main, models=models, ab=ab)

@@ -3,15 +3,19 @@ and the reads of the ``models`` group (``get``, ``list``, ``versions``, ``histor
 
 Commands that only read the SQLite file need no broker: they take the data dir from the
 environment (``REGISTRY_DATA_DIR``) or ``--db``.
+
+Each command imports what it uses when it runs, and the filters' known values are read when
+an option is parsed or shown: ``models get`` reads its row with sqlite3 and prints it without
+building a pydantic model (``_fast_detail``), unless it asks for more than that path prints.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
@@ -23,10 +27,9 @@ from model_registry.cli.common import (
     run_until_signalled,
 )
 from model_registry.cli.errors import FAILED, INVALID, UNREACHABLE, fail
-from projections.reader import ProjectionReader
-from projections.schema import projection_path
-from registry.core.messages import EVENTS
-from registry.core.types import ModelType, Provider, Status
+
+if TYPE_CHECKING:
+    from projections.reader import ProjectionReader
 
 __all__ = ["register"]
 
@@ -41,14 +44,60 @@ db_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
-def _choice(values: Any) -> click.Choice[str]:
+class _LazyChoice(click.Choice[str]):
+    """A ``click.Choice`` whose values are read when first needed (an option given or
+    shown), not when the CLI starts: the enums live with the pydantic models."""
+
+    def __init__(self, values: Callable[[], Iterable[Any]]) -> None:
+        self._values = values
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = tuple(str(v) for v in self._values())
+        return self._choices
+
+    @choices.setter
+    def choices(self, values: Iterable[str]) -> None:
+        self._choices = tuple(values)
+
+
+def _choice(values: Callable[[], Iterable[Any]]) -> click.Choice[str]:
     """The known values of an enum (or names), as a click choice: any other exits 2 naming
     them all."""
-    return click.Choice([str(v) for v in values])
+    return _LazyChoice(values)
+
+
+def _event_types() -> list[str]:
+    from registry.core.messages import EVENTS
+
+    return sorted(EVENTS)
+
+
+def _model_types() -> Iterable[Any]:
+    from registry.core.types import ModelType
+
+    return ModelType
+
+
+def _statuses() -> Iterable[Any]:
+    from registry.core.types import Status
+
+    return Status
+
+
+def _providers() -> Iterable[Any]:
+    from registry.core.types import Provider
+
+    return Provider
 
 
 def _db(db: Path | None) -> Path:
-    return db or projection_path(current_settings())
+    # projections.schema.projection_path(settings), without importing the read side
+    # (tests/model_registry/test_cli_startup.py holds them equal).
+    return db or current_settings().data_dir / "projection.db"
 
 
 def _echo_json(value: Any) -> None:
@@ -84,6 +133,7 @@ def parse_as_of(text: str | None) -> datetime | int | None:
 def projector_cmd(db: Path | None, max_records: int | None) -> None:
     """Run the projector: registry.events -> the SQLite projection, until SIGINT/SIGTERM."""
     from projections.projector import Projector
+    from projections.schema import projection_path
 
     settings = cli_settings()
     path = db or projection_path(settings)
@@ -116,6 +166,7 @@ def rebuild_cmd(db: Path | None) -> None:
     )
 
     from projections.projector import rebuild
+    from projections.schema import projection_path
 
     settings = cli_settings()
     path = db or projection_path(settings)
@@ -226,7 +277,7 @@ def audit_group() -> None:
     "--type",
     "types",
     multiple=True,
-    type=_choice(sorted(EVENTS)),
+    type=_choice(_event_types),
     help="Only this event type (repeatable).",
 )
 @click.option("--actor", default=None, help="Only events by this actor.")
@@ -303,6 +354,8 @@ def show_cmd(model_id: str, db: Path | None) -> None:
 
 
 def _read(db: Path | None, query: Callable[[ProjectionReader], Coroutine[Any, Any, T]]) -> T:
+    from projections.reader import ProjectionReader
+
     async def go() -> T:
         async with ProjectionReader(_db(db)) as reader:
             return await query(reader)
@@ -317,9 +370,15 @@ def _read(db: Path | None, query: Callable[[ProjectionReader], Coroutine[Any, An
 @json_option
 def get_cmd(model_id: str, as_of: str | None, db: Path | None, as_json: bool) -> None:
     """One model: now, or as it was at a time or offset."""
+    when = parse_as_of(as_of)
+    if when is None and not as_json:
+        found = _fast_detail(_db(db), model_id)
+        if found is not None:
+            if not found:
+                fail(f"no model '{model_id}'.", FAILED)
+            return
     from model_registry.render.reads import model_detail
 
-    when = parse_as_of(as_of)
     view = _read(db, lambda r: r.get_model(model_id, as_of=when))
     if view is None:
         fail(f"no model '{model_id}'" + (f" as of {as_of}" if as_of else "") + ".", FAILED)
@@ -329,10 +388,157 @@ def get_cmd(model_id: str, as_of: str | None, db: Path | None, as_json: bool) ->
         model_detail(view)
 
 
+# `models get` without --as-of or --json: the row, read with sqlite3 and printed as
+# model_registry.render.reads.model_detail prints a ModelView, without building a pydantic
+# model (the decider validated the config before it entered the log). Whatever this path does
+# not print the same way (an unreadable file, a value of an unexpected shape) goes to the full
+# path, which answers or fails as it always did; tests/model_registry/test_cli_startup.py
+# compares the two on the same projections.
+
+_DETAIL = (
+    "model_id, version, type, provider, status, config, revision, registered_at, updated_at, "
+    "aliases, served_by, replaces, ab_test_id, ab_mode, traffic_percentage, champion_model_id, "
+    "split_version, ab_routing, ab_guardrails"
+)
+_GET_DETAIL = f"SELECT {_DETAIL} FROM models WHERE model_id = ?"  # noqa: S608 - fixed columns
+_PERCENT_METRICS = ("accuracy", "precision", "recall", "f1Score")
+_METRICS = (*_PERCENT_METRICS, "mse", "mae")  # Metrics' fields, in their order
+
+
+def _fast_detail(path: Path, model_id: str) -> bool | None:
+    """Print ``models get MODEL_ID``; False: no such model; None: not answered here."""
+    import json
+    import os
+    from urllib.parse import quote
+
+    try:
+        os.stat(path)
+        conn = sqlite3.connect(
+            f"file:{quote(str(path.resolve()))}?mode=rw",  # as ProjectionReader: never create
+            uri=True,
+            isolation_level=None,
+        )
+    except (OSError, sqlite3.Error):
+        return None
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        if (
+            conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
+            ).fetchone()
+            is None
+        ):
+            return None
+        if "@" in model_id:  # an alias: the model it names now
+            named = conn.execute(
+                "SELECT model_id FROM model_aliases WHERE alias = ?", (model_id,)
+            ).fetchone()
+            if named is None:
+                return False
+            model_id = str(named[0])
+        cursor = conn.execute(_GET_DETAIL, (model_id,))
+        names = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
+        if row is None:
+            return False
+        view = dict(zip(names, row, strict=True))
+        config = json.loads(view["config"])
+        lines = _detail_lines(view, config, json.loads)
+    except (sqlite3.Error, ValueError, TypeError, KeyError, OverflowError):
+        return None
+    finally:
+        conn.close()
+    if lines is None:
+        return None
+    from model_registry.render import console as _console
+
+    console = _console()
+    for line in lines:
+        console.print(line)
+    return True
+
+
+def _shown_metrics(metrics: Any) -> list[str] | None:
+    """``key=value`` of each metric as ``Metrics`` dumps them (floats, in its field order)."""
+    import math
+
+    if metrics is None:
+        return []
+    if not isinstance(metrics, dict) or not set(metrics) <= set(_METRICS):
+        return None
+    shown = []
+    for key in _METRICS:
+        value = metrics.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        number = float(value)
+        if not math.isfinite(number) or number < 0 or key in _PERCENT_METRICS and number > 100:
+            return None
+        shown.append(f"{key}={number}")
+    return shown
+
+
+def _detail_lines(v: dict[str, Any], cfg: Any, loads: Callable[[str], Any]) -> list[str] | None:
+    """``model_detail``'s lines for a row and its config; None when a value is not of the
+    shape the config's model would hold (the full path then decides)."""
+    if not isinstance(cfg, dict):
+        return None
+    name, description, endpoint = cfg.get("name"), cfg.get("description", ""), cfg.get("endpoint")
+    metrics = _shown_metrics(cfg.get("metrics"))
+    texts = [v[c] for c in ("model_id", "version", "type", "provider", "status")]
+    if (
+        metrics is None
+        or not all(isinstance(t, str) for t in (name, description, *texts))
+        or not isinstance(endpoint, str | None)
+    ):
+        return None
+    lines = [
+        f"[bold]{v['model_id']}[/] {v['version']} ({v['type']}, {v['provider']})  status "
+        f"[cyan]{v['status']}[/]",
+        f"  name         {name}",
+    ]
+    if description:
+        lines.append(f"  description  {description}")
+    lines += [
+        f"  revision     {int(v['revision'])}",
+        f"  registered   {datetime.fromisoformat(v['registered_at']).isoformat()}",
+        f"  updated      {datetime.fromisoformat(v['updated_at']).isoformat()}",
+    ]
+    if endpoint:
+        lines.append(f"  endpoint     {endpoint}")
+    if metrics:
+        lines.append("  metrics      " + ", ".join(metrics))
+    aliases = () if v["aliases"] is None else tuple(loads(v["aliases"]))
+    if aliases:
+        lines.append(f"  aliases      {', '.join(aliases)}")
+    if v["served_by"]:
+        lines.append(f"  served by    {v['served_by']} (promoted over this model)")
+    if v["replaces"]:
+        lines.append(f"  replaces     {v['replaces']} (ab rollback restores it)")
+    return lines + _ab_lines(v, loads) if v["ab_test_id"] else lines
+
+
+def _ab_lines(v: dict[str, Any], loads: Callable[[str], Any]) -> list[str]:
+    shadow = v["ab_mode"] == "shadow"
+    kind, share = ("shadow test", "mirrored") if shadow else ("A/B test", "traffic")
+    lines = [
+        f"  {kind:<12} {v['ab_test_id']}: {v['traffic_percentage']}% of "
+        f"{v['champion_model_id']}'s {share} (split v{v['split_version']}, {v['ab_routing']})"
+    ]
+    guardrails = None if v["ab_guardrails"] is None else dict(loads(v["ab_guardrails"]))
+    if guardrails:
+        rails = ", ".join(f"{k}={x}" for k, x in guardrails.items())
+        lines.append(f"  guardrails   {rails}")
+    return lines
+
+
 @click.command("list")
-@click.option("--type", "type_", type=_choice(ModelType), default=None, help="Filter by type.")
-@click.option("--status", type=_choice(Status), default=None, help="Filter by status.")
-@click.option("--provider", type=_choice(Provider), default=None, help="Filter by provider.")
+@click.option("--type", "type_", type=_choice(_model_types), default=None, help="Filter by type.")
+@click.option("--status", type=_choice(_statuses), default=None, help="Filter by status.")
+@click.option("--provider", type=_choice(_providers), default=None, help="Filter by provider.")
 @click.option("--all", "include_all", is_flag=True, help="Include unregistered models.")
 @db_option
 @json_option
