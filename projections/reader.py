@@ -18,6 +18,7 @@ import asyncio
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +45,7 @@ from registry.core.types import Metrics, ModelConfig, ModelType, Provider, Statu
 __all__ = ["ProjectionReader"]
 
 _GET = f"SELECT {MODEL_COLUMNS} FROM models WHERE model_id = ?"
+_MODEL_COLUMN_SET = frozenset(c.strip() for c in MODEL_COLUMNS.split(","))
 _TOUCHED_BY_OTHERS = (
     "SELECT 1 FROM events WHERE applied = 1 AND ("
     "(type = 'ChallengerPromoted' AND json_extract(value, '$.payload.championModelId') = ?1) OR "
@@ -224,24 +226,77 @@ class ProjectionReader:
         provider: Provider | str | None = None,
         *,
         include_unregistered: bool = False,
-    ) -> list[ModelView]:
+        limit: int | None = None,
+        offset: int = 0,
+        after: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> list[Any]:
         """Models by id, filtered; unregistered ones only when asked (or with
-        ``status="unregistered"``)."""
-        where, params = [], []
+        ``status="unregistered"``).
+
+        Paging: ``limit`` models at most, those with an id above ``after`` (a cursor: the
+        last id of the previous page), skipping ``offset`` of them. Without ``columns`` the
+        answer is ``ModelView``\\ s; with ``columns`` (names of the ``models`` table's columns)
+        it is one ``dict`` per model holding those columns as stored (JSON columns as text),
+        which skips building views nobody reads."""
+        where, params = self._model_filter(type, status, provider, include_unregistered)
+        if after is not None:
+            where.append("model_id > ?")
+            params.append(after)
+        if columns is None:
+            selected = MODEL_COLUMNS
+        else:
+            unknown = set(columns) - _MODEL_COLUMN_SET
+            if unknown or not columns:
+                raise ValueError(f"no such models columns: {sorted(unknown) or 'none asked'}")
+            selected = ", ".join(columns)
+        sql = f"SELECT {selected} FROM models"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit is None and not offset and columns is None:
+            # Sorted here, not by SQL: an ORDER BY can tempt the planner into a full scan in
+            # id order instead of the filter's index (a page is small either way).
+            rows = self._query(sql, tuple(params))
+            rows.sort()
+        else:
+            sql += " ORDER BY model_id LIMIT ? OFFSET ?"
+            rows = self._query(sql, (*params, -1 if limit is None else max(0, limit), offset))
+        if columns is None:
+            return [ModelView(r) for r in rows]
+        names = tuple(columns)
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    async def count_models(
+        self,
+        type: ModelType | str | None = None,  # noqa: A002 - the spec's filter name
+        status: Status | str | None = None,
+        provider: Provider | str | None = None,
+        *,
+        include_unregistered: bool = False,
+    ) -> int:
+        """How many models ``list_models`` with these filters lists in all (a page's total)."""
+        where, params = self._model_filter(type, status, provider, include_unregistered)
+        sql = "SELECT count(*) FROM models"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(self._query(sql, tuple(params))[0][0])
+
+    @staticmethod
+    def _model_filter(
+        type: ModelType | str | None,  # noqa: A002 - the spec's filter name
+        status: Status | str | None,
+        provider: Provider | str | None,
+        include_unregistered: bool,
+    ) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (("type", type), ("status", status), ("provider", provider)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(str(value))
         if status is None and not include_unregistered:
             where.append("status != 'unregistered'")
-        sql = f"SELECT {MODEL_COLUMNS} FROM models"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        # Sorted here, not by SQL: an ORDER BY can tempt the planner into a full scan in id
-        # order instead of the filter's index.
-        rows = self._query(sql, tuple(params))
-        rows.sort()
-        return [ModelView(r) for r in rows]
+        return where, params
 
     async def list_versions(self, model_id: str) -> list[VersionView]:
         """Every version the id has carried, oldest first."""
