@@ -168,7 +168,7 @@ def _setting_schema(setting: Setting) -> dict[str, Any]:
         int: {"type": "integer"},
         list: {"type": "array"},
         (int, float): {"type": "number"},
-        (dict, list): {"type": ["object", "array"]},
+        (dict, list): {"anyOf": [{"type": "object"}, {"type": "array"}]},
     }
     out = dict(kinds[setting.kind])
     if setting.choices:
