@@ -304,6 +304,8 @@ export class RegistryClient {
   async predictMany(inputs: readonly PredictionInput[], batchSize = 500): Promise<PredictionResult[]> {
     this.ready();
     const requests = inputs.map((input) => this.prepareRequest(input));
+    const ids = new Set(requests.map((request) => request.id));
+    if (ids.size !== requests.length) throw new Error("two requests share an id");
     const answers = requests.map((request) => this.results.wait(request.id));
     try {
       for (let start = 0; start < requests.length; start += batchSize) {

@@ -1,6 +1,9 @@
 /** The schemas compile in ajv's strict mode, and the generated types match what they say. */
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 
 import { SCHEMAS } from "../src/generated/schemas.js";
 import { SCHEMA_BASE, isValid, validatorOf, type Command, type ModelConfig } from "../src/index.js";
@@ -36,5 +39,19 @@ describe("the contract's schemas in ajv", () => {
     assert.ok(!isValid("Command.json", { ...command, payload: wrong }), "modelSha256 is required");
     const nulls = { ...command, correlation_id: null };
     assert.ok(!isValid("Command.json", nulls), "absent, never null");
+  });
+});
+
+describe("the public API", () => {
+  it("has no `any` in its declarations", () => {
+    const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src");
+    const files = readdirSync(dist, { recursive: true })
+      .map(String)
+      .filter((f) => f.endsWith(".d.ts"));
+    assert.ok(files.includes("index.d.ts") && files.includes(path.join("generated", "contract.d.ts")));
+    for (const file of files) {
+      const text = readFileSync(path.join(dist, file), "utf8").replace(/\/\*[\s\S]*?\*\//g, "");
+      assert.doesNotMatch(text, /\bany\b/, file);
+    }
   });
 });
