@@ -71,8 +71,9 @@ async def bare_fetch(bootstrap_servers: str, topic: str, expected: int) -> float
 
 
 class LiveReads:
-    """A projection in use: a thread querying it through one open connection, every 5 ms,
-    counting the reads that failed (there must be none: the swap is atomic for readers)."""
+    """A projection in use: a thread querying it every 5 ms through one open connection,
+    reopened when the file was swapped (as ``ProjectionReader`` does), counting the reads that
+    failed (there must be none: the swap is atomic for readers)."""
 
     def __init__(self, db: Path) -> None:
         self._db = db
@@ -90,10 +91,15 @@ class LiveReads:
         self._thread.join()
 
     def _run(self) -> None:
-        conn = sqlite3.connect(self._db, timeout=10)
+        conn, ident = None, None
         try:
             while not self._stop.wait(0.005):
                 try:
+                    st = os.stat(self._db)  # as ProjectionReader: reopen on a swap
+                    if conn is None or (st.st_dev, st.st_ino) != ident:
+                        if conn is not None:
+                            conn.close()
+                        conn, ident = sqlite3.connect(self._db, timeout=10), (st.st_dev, st.st_ino)
                     conn.execute(
                         "SELECT * FROM models WHERE model_id = 'model-00000000'"
                     ).fetchone()
@@ -105,7 +111,8 @@ class LiveReads:
                 except sqlite3.Error:
                     self.failures += 1
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
 
 def _cpu_seconds(pid: int | None = None) -> float:

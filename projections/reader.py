@@ -250,17 +250,20 @@ class ProjectionReader:
             if unknown or not columns:
                 raise ValueError(f"no such models columns: {sorted(unknown) or 'none asked'}")
             selected = ", ".join(columns)
-        sql = f"SELECT {selected} FROM models"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        condition = " WHERE " + " AND ".join(where) if where else ""
         if limit is None and not offset and columns is None:
             # Sorted here, not by SQL: an ORDER BY can tempt the planner into a full scan in
-            # id order instead of the filter's index (a page is small either way).
-            rows = self._query(sql, tuple(params))
+            # id order instead of the filter's index.
+            rows = self._query(f"SELECT {selected} FROM models{condition}", tuple(params))
             rows.sort()
         else:
-            sql += " ORDER BY model_id LIMIT ? OFFSET ?"
-            rows = self._query(sql, (*params, -1 if limit is None else max(0, limit), offset))
+            # The page's ids are chosen and sorted inside the filter's index (its last column
+            # is the id), then only their rows are read.
+            rows = self._query(
+                f"SELECT {selected} FROM models WHERE model_id IN (SELECT model_id FROM models"
+                f"{condition} ORDER BY model_id LIMIT ? OFFSET ?) ORDER BY model_id",
+                (*params, -1 if limit is None else max(0, limit), offset),
+            )
         if columns is None:
             return [ModelView(r) for r in rows]
         names = tuple(columns)

@@ -24,7 +24,7 @@ __all__ = [
     "writer_pragmas",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the models indexes end with model_id (paging)
 REGISTRY_REVISION_KEY = "registry_revision"
 
 
@@ -182,10 +182,11 @@ TABLES: tuple[str, ...] = (
 # Secondary indexes; a rebuild creates them after the bulk load (faster than maintaining them).
 INDEXES: tuple[str, ...] = (
     # Filters on (type, status, provider) are answered inside an index: a model row is read
-    # only when it matches, whichever combination is asked.
-    "CREATE INDEX IF NOT EXISTS models_type_status ON models(type, status, provider)",
-    "CREATE INDEX IF NOT EXISTS models_status ON models(status, provider)",
-    "CREATE INDEX IF NOT EXISTS models_provider_status ON models(provider, status)",
+    # only when it matches, whichever combination is asked; the ids in the index (last) let a
+    # page of ``list_models`` be chosen and sorted there too, before any row is read.
+    "CREATE INDEX IF NOT EXISTS models_type_status ON models(type, status, provider, model_id)",
+    "CREATE INDEX IF NOT EXISTS models_status ON models(status, provider, model_id)",
+    "CREATE INDEX IF NOT EXISTS models_provider_status ON models(provider, status, model_id)",
     "CREATE INDEX IF NOT EXISTS models_updated_at ON models(updated_at)",
     "CREATE INDEX IF NOT EXISTS models_champion ON models(champion_model_id) WHERE "
     "champion_model_id IS NOT NULL",
