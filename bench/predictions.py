@@ -1,17 +1,21 @@
 """Prediction throughput: the prediction consumer against bare loops over the same messages.
 
-    python bench/predictions.py [--requests 100000] [--quick] [--json out.json]
+    python bench/predictions.py [--requests 100000] [--quick] [--bootstrap HOST:PORT]
+                                [--json out.json]
 
 The same backlog of N requests (a 20% champion/challenger test over two local scikit-learn
 models) is answered three ways, each on its own topics of one broker:
 
 - ``bare_send``: a bare aiokafka consume -> transform -> produce loop, stdlib json and one
   ``send()`` per message (the loop the first design measured);
-- ``bare_batched``: the same loop done fast (orjson, ``send_batch`` per partition);
+- ``bare_batched``: the predictor's I/O without the registry, the baseline of the target:
+  batches of ``max_batch`` (4000) records, up to ``max_in_flight`` (2) fetched batches
+  awaiting their acks while the next is handled, orjson, results of the same fields and size
+  written with ``send_batch`` per partition, linger 0, commits after the acks;
 - ``predictor``: ``PredictionConsumer`` (decode, route, cache, predict, tag, produce, commit).
 
 Each figure is requests/s from the first batch handled to the last result acknowledged.
-Targets (the first design's): >= 20,000 requests/s and >= 50% of the bare loop.
+Targets: >= 20,000 requests/s, and >= 0.5 of the batched loop (issue 18).
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson  # noqa: E402
 
-from bench.common import bootstrap, machine, peak_rss_mb, write_figures  # noqa: E402
+from bench.common import (  # noqa: E402
+    add_broker_option,
+    bootstrap,
+    machine,
+    peak_rss_mb,
+    results_path,
+    use_broker,
+    write_figures,
+)
 from consumers.predictor import PredictionConsumer
 from registry.infra.kafka.clients import make_consumer, make_producer
 from registry.infra.kafka.topics import ensure_topics
@@ -204,15 +216,20 @@ async def predictor(settings: Settings, n: int) -> float:
     return n / elapsed
 
 
-async def main_async(n: int, out: Path) -> None:
+async def main_async(n: int, out: Path, rounds: int = 2) -> None:
     broker, bootstrap_servers = bootstrap()
     rates: dict[str, float] = {}
+    runs: dict[str, list[int]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             models = _train(Path(tmp))
-            for run in (bare_send, bare_batched, predictor):
+            # The batched loop and the predictor alternate (the best of each counts): the
+            # shared machine's speed drifts during a run.
+            for run in (bare_send, *(bare_batched, predictor) * rounds):
                 settings = await _backlog(bootstrap_servers, models, n)
-                rates[run.__name__] = await run(settings, n)
+                rate = await run(settings, n)
+                runs.setdefault(run.__name__, []).append(round(rate))
+                rates[run.__name__] = max(rate, rates.get(run.__name__, 0.0))
     finally:
         if broker is not None:
             broker.stop()
@@ -224,6 +241,7 @@ async def main_async(n: int, out: Path) -> None:
         "bare_batched_loop_per_s": round(fast),
         "ratio_to_bare_loop": round(p / design, 3),
         "ratio_to_bare_batched_loop": round(p / fast, 3),
+        "runs_per_s": runs,
         "target_requests_per_s": 20000,
         "target_ratio": 0.5,
         "peak_rss_mb": peak_rss_mb(),
@@ -234,11 +252,14 @@ async def main_async(n: int, out: Path) -> None:
         f"  bare loop (stdlib json, send per message)   {design:>9,.0f}/s  "
         "(baseline, as the first design measured)"
     )
-    print(f"  bare loop (orjson, send_batch)              {fast:>9,.0f}/s  (a faster baseline)")
     print(
-        f"  prediction consumer                         {p:>9,.0f}/s  ratio {p / design:.2f} to "
-        "the baseline, "
-        f"{p / fast:.2f} to the faster one  (targets >= 20,000/s, >= 0.5)"
+        f"  bare loop (the predictor's I/O, batched)    {fast:>9,.0f}/s  (the target's baseline; "
+        f"runs {runs['bare_batched']})"
+    )
+    print(
+        f"  prediction consumer                         {p:>9,.0f}/s  ratio {p / fast:.2f} to the "
+        f"batched loop (target >= 0.5), {p / design:.2f} to the stdlib one; "
+        f"runs {runs['predictor']}"
     )
     print(f"  peak RSS {figures['peak_rss_mb']} MB")
     write_figures(out, figures)
@@ -250,11 +271,12 @@ def main() -> None:
     )
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="5,000 requests: a smoke run")
-    ap.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "results" / "predictions.json"
-    )
+    ap.add_argument("--json", type=Path, default=None)
+    add_broker_option(ap)
     args = ap.parse_args()
-    asyncio.run(main_async(5_000 if args.quick else args.requests, args.json))
+    use_broker(args)
+    out = args.json or results_path("predictions")
+    asyncio.run(main_async(5_000 if args.quick else args.requests, out, 1 if args.quick else 2))
 
 
 if __name__ == "__main__":

@@ -56,6 +56,16 @@ def _row(samples: Samples, start: float, end: float, seconds: float) -> dict[str
     }
 
 
+async def _stopped(task: asyncio.Task[None]) -> str | None:
+    """Wait for the predictor to stop; what it crashed with, if it did."""
+    try:
+        await asyncio.wait_for(task, 60.0)
+    except Exception as exc:  # noqa: BLE001 - a figure, not a failure of the bench
+        print(f"  the predictor stopped with {type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"[:500]
+    return None
+
+
 async def _serve(settings: Settings) -> tuple[asyncio.Event, asyncio.Task[None], Any]:
     consumer = PredictionConsumer(settings, config=PredictorSettings(assignment="all"))
     stop = asyncio.Event()
@@ -102,9 +112,21 @@ async def main_async(rate: int, seconds: float, window_s: float, out: Path) -> N
             print(f"  answered {soak.answered:,} of {soak.sent:,}")
             aged = await drive(settings, rate, COMPARE_S)
             stop.set()
-            await task
-            figures["aged"] = {**summary(aged.all(1.0)), "answered": aged.answered}
-            figures["predictor_errors"] = consumer.stats.errors
+            figures["predictor_crash"] = await _stopped(task)
+            figures["aged"] = {
+                **summary(aged.all(1.0)),
+                "sent": aged.sent,
+                "answered": aged.answered,
+            }
+            s = consumer.stats
+            figures["predictor"] = {
+                "records": s.records,
+                "results": s.results,
+                "errors": s.errors,
+                "overloaded": s.overloaded,
+                "in_flight": s.in_flight,
+                "lag": s.lag,
+            }
             if broker is not None:  # a fresh embedded broker for the fresh stack
                 broker.stop()
                 broker, bootstrap_servers = bootstrap()
@@ -112,8 +134,12 @@ async def main_async(rate: int, seconds: float, window_s: float, out: Path) -> N
             stop, task, _ = await _serve(fresh_settings)
             fresh = await drive(fresh_settings, rate, COMPARE_S)
             stop.set()
-            await task
-            figures["fresh"] = {**summary(fresh.all(1.0)), "answered": fresh.answered}
+            await _stopped(task)
+            figures["fresh"] = {
+                **summary(fresh.all(1.0)),
+                "sent": fresh.sent,
+                "answered": fresh.answered,
+            }
     finally:
         if broker is not None:
             broker.stop()
