@@ -132,21 +132,33 @@ class PredictionPipeline:
 
     def route(self, works: list[Work]) -> list[Work]:
         """Route ``works``; returns those whose model the view does not know (yet), with
-        nothing set. An error routing one request fails that request only."""
+        nothing set. An error routing one request fails that request only.
+
+        What a request's model name leads to (its state, its running test) is looked up
+        once per name in ``works``; only the split is per request."""
         view = self.view
         model, resolve, pair, route_of = view.model, view.resolve, view.pair, self.router.route
         unknown: list[Work] = []
+        targets: dict[str, tuple[ModelState, Any] | None] = {}
         for w in works:
             req = w.request
             try:
-                state = model(req.model_id)
-                if state is None or state.served_by is not None:
-                    # an alias, or an id promoted over: follow it to the model that serves
-                    state = resolve(req.model_id)
-                    if state is None:
-                        unknown.append(w)
-                        continue
-                route = route_of(state, pair(state.model_id), req.unit_id or req.id, req.id)
+                name = req.model_id
+                if name in targets:
+                    target = targets[name]
+                else:
+                    state = model(name)
+                    if state is None or state.served_by is not None:
+                        # an alias, or an id promoted over: follow it to the model that serves
+                        state = resolve(name)
+                    target = targets[name] = (
+                        None if state is None else (state, pair(state.model_id))
+                    )
+                if target is None:
+                    unknown.append(w)
+                    continue
+                request_id = req.id
+                route = route_of(target[0], target[1], req.unit_id or request_id, request_id)
                 w.route = route
                 served = w.served = route.served
                 if not served.serves:
@@ -155,6 +167,7 @@ class PredictionPipeline:
                         "only active models serve predictions"
                     )
             except Exception as exc:  # noqa: BLE001 - one request's bug, not the consumer's
+                targets.pop(req.model_id, None)
                 internal_error(w, "routing", exc)
         return unknown
 

@@ -86,8 +86,25 @@ class ResultWriter:
         self._templates: dict[
             tuple[str, int, int], tuple[Route | None, ModelState | None, dict[str, Any]]
         ] = {}
+        # the last template used (consecutive requests mostly share their route)
+        self._last: tuple[str, Route | None, ModelState | None, dict[str, Any]] = (
+            "",
+            None,
+            None,
+            {},
+        )
 
     def _template(
+        self, requested: str, route: Route | None, served: ModelState | None
+    ) -> dict[str, Any]:
+        last = self._last
+        if last[1] is route and last[2] is served and last[0] == requested and route is not None:
+            return last[3]
+        out = self._lookup(requested, route, served)
+        self._last = (requested, route, served, out)
+        return out
+
+    def _lookup(
         self, requested: str, route: Route | None, served: ModelState | None
     ) -> dict[str, Any]:
         key = (requested, id(route), id(served))
