@@ -162,7 +162,7 @@ def _always_written(cls: type[BaseModel]) -> list[str]:
 def _setting_schema(setting: Setting) -> dict[str, Any]:
     if setting.minimum is not None:
         return {"type": "number", "minimum": setting.minimum}
-    kinds = {
+    kinds: dict[type | tuple[type, ...], dict[str, Any]] = {
         str: {"type": "string"},
         bool: {"type": "boolean"},
         int: {"type": "integer"},
@@ -265,7 +265,7 @@ def _message(
     schema = _strip_titles(schema)
     schema["properties"] = _no_nulls(schema.get("properties", {}))
     up = "../" if folder else ""
-    schema = _point_refs(schema, up + _DEFS)
+    schema = dict(_point_refs(schema, up + _DEFS))
     schema["$schema"] = DRAFT
     schema["$id"] = f"{SCHEMA_BASE}{SCHEMA_DIR_VERSION}/{folder}{cls.__name__}.json"
     schema["title"] = cls.__name__
