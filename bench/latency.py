@@ -7,7 +7,7 @@ At each rate a client writes requests at that pace (keyed by unit id, the client
 with the registry's default linger of 2 ms) and reads the results (its own consumer, the
 configured fetch wait), measuring each request from just before its ``send()`` to the
 moment its result is read. Two servers answer the same load on the same broker, one after
-the other, in the same run:
+the other, in the same run, each in its own process:
 
 - ``bare``: a bare aiokafka consume -> produce loop (fetch, orjson-decode, write a small
   result with ``send_batch`` per partition, linger 0, commit): what any Kafka service pays;
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -228,21 +229,46 @@ async def predictor_loop(settings: Settings, stop: asyncio.Event, ready: asyncio
 
 
 Server = Callable[[Settings, asyncio.Event, asyncio.Event], Awaitable[None]]
+SERVERS: dict[str, Server] = {"bare": bare_loop, "predictor": predictor_loop}
+
+
+def _serve_process(name: str, settings: Settings, stop: Any, ready: Any) -> None:
+    """A server in its own process (as in production, and so that the client's loop and
+    the server's never wait for each other)."""
+
+    async def run() -> None:
+        stopping, up = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(SERVERS[name](settings, stopping, up))
+        await up.wait()
+        ready.set()
+        while not stop.is_set() and not task.done():
+            await asyncio.sleep(0.05)
+        stopping.set()
+        await task
+
+    asyncio.run(run())
 
 
 async def measure(
-    server: Server, bootstrap_servers: str, models: dict[str, Path], rate: float, seconds: float
+    name: str, bootstrap_servers: str, models: dict[str, Path], rate: float, seconds: float
 ) -> Samples:
     settings = await settings_for(bootstrap_servers, models)
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(server(settings, stop, ready))
-    await ready.wait()
-    await asyncio.sleep(0.5)
+    context = multiprocessing.get_context("spawn")
+    stop, ready = context.Event(), context.Event()
+    process = context.Process(target=_serve_process, args=(name, settings, stop, ready))
+    process.start()
     try:
+        while not ready.is_set():
+            if not process.is_alive():
+                raise RuntimeError(f"the {name} server exited with code {process.exitcode}")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
         return await drive(settings, rate, seconds)
     finally:
         stop.set()
-        await task
+        await asyncio.to_thread(process.join, 60)
+        if process.is_alive():
+            process.kill()
 
 
 async def main_async(rates: list[int], seconds: float, out: Path) -> None:
@@ -253,8 +279,8 @@ async def main_async(rates: list[int], seconds: float, out: Path) -> None:
             models = _train(Path(tmp))
             for rate in rates:
                 row: dict[str, Any] = {}
-                for name, server in (("bare", bare_loop), ("predictor", predictor_loop)):
-                    s = await measure(server, bootstrap_servers, models, rate, seconds)
+                for name in SERVERS:
+                    s = await measure(name, bootstrap_servers, models, rate, seconds)
                     values = s.all(since_s=1.0)  # the first second warms the clients up
                     row[name] = {**summary(values), "sent": s.sent, "answered": s.answered}
                     print(
