@@ -86,6 +86,9 @@ class ResultWriter:
         self._templates: dict[
             tuple[str, int, int], tuple[Route | None, ModelState | None, dict[str, Any]]
         ] = {}
+        # each template's JSON without its closing brace, followed by a comma: a result is
+        # that prefix and its own fields' JSON (only those are serialised per request)
+        self._prefixes: dict[int, bytes] = {}
         # the last template used (consecutive requests mostly share their route)
         self._last: tuple[str, Route | None, ModelState | None, dict[str, Any]] = (
             "",
@@ -135,10 +138,16 @@ class ResultWriter:
     def record(self, w: Work) -> Outgoing:
         """The result of one request (an error result when it failed)."""
         req = w.request
-        out = self._template(req.model_id, w.route, w.served).copy()
-        # a shadow answer has its own id: it is not the request's result
-        out["id"] = fast_result_id(req.id if w.shadow_of is None else f"{req.id}\x1fshadow")
-        out["request_id"] = req.id
+        template = self._template(req.model_id, w.route, w.served)
+        prefix = self._prefixes.get(id(template))  # templates stay alive: ids stay unique
+        if prefix is None:
+            prefix = orjson.dumps(template, option=_OPTIONS)[:-1] + b","
+            self._prefixes[id(template)] = prefix
+        out: dict[str, Any] = {
+            # a shadow answer has its own id: it is not the request's result
+            "id": fast_result_id(req.id if w.shadow_of is None else f"{req.id}\x1fshadow"),
+            "request_id": req.id,
+        }
         done_at = w.done_at
         out["latency_ms"] = round(max(0.0, done_at - w.t0) * 1000, 3) if done_at else 0.0
         out["cached"] = w.cached
@@ -156,13 +165,15 @@ class ResultWriter:
         else:
             out["output"] = w.output
         try:
-            value = orjson.dumps(out, option=_OPTIONS)
+            value = prefix + orjson.dumps(out, option=_OPTIONS)[1:]
         except TypeError:  # not serialisable, or an integer beyond 64 bits
-            value = _bad_output(w, out, "the provider's output is not JSON-serialisable")
+            value = _bad_output(
+                w, {**template, **out}, "the provider's output is not JSON-serialisable"
+            )
         if len(value) > MAX_RESULT_BYTES:
             value = _bad_output(
                 w,
-                out,
+                {**template, **out},
                 f"the result would be {len(value)} bytes, over the limit of "
                 f"{MAX_RESULT_BYTES} bytes for a result",
             )
