@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("codec.py", ["decode_event_per_s", "decode_vs_bare_ratio"]),
         ("rebuild.py", ["rebuild_per_s", "bare_fetch_per_s", "ratio_to_bare_fetch"]),
         ("writes.py", ["commands_per_s", "ryw_p99_ms", "mlflow_writes_per_s", "ratio_to_mlflow"]),
-        ("reads.py", ["get_model_per_s", "bare_select_per_s", "list_models_narrow_p99_ms"]),
+        ("reads.py", ["get_model_per_s", "bare_select_per_s", "list_models_page_100_p99_ms"]),
         ("predictions.py", ["requests_per_s", "bare_loop_per_s", "ratio_to_bare_loop"]),
         ("api.py", ["api_get_model_per_s", "bare_get_model_per_s", "ratio_to_bare", "api_p99_ms"]),
         ("latency.py", ["rates", "worst_ratio_to_bare_loop"]),
