@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -236,6 +237,9 @@ async def main_async(n: int, out: Path, rounds: int = 2) -> None:
         if broker is not None:
             broker.stop()
     p, design, fast = rates["predictor"], rates["bare_send"], rates["bare_batched"]
+    # each predictor run against the batched loop run just before it (the machine drifts)
+    pairs = sorted(q / b for b, q in zip(runs["bare_batched"], runs["predictor"], strict=True) if b)
+    paired = statistics.median(pairs)
     figures = {
         "requests": n,
         "requests_per_s": round(p),
@@ -243,6 +247,8 @@ async def main_async(n: int, out: Path, rounds: int = 2) -> None:
         "bare_batched_loop_per_s": round(fast),
         "ratio_to_bare_loop": round(p / design, 3),
         "ratio_to_bare_batched_loop": round(p / fast, 3),
+        "paired_ratios_to_bare_batched_loop": [round(r, 3) for r in pairs],
+        "median_paired_ratio": round(paired, 3),
         "runs_per_s": runs,
         "target_requests_per_s": 20000,
         "target_ratio": 0.5,
@@ -263,6 +269,10 @@ async def main_async(n: int, out: Path, rounds: int = 2) -> None:
         f"batched loop (target >= 0.5), {p / design:.2f} to the stdlib one; "
         f"runs {runs['predictor']}"
     )
+    print(
+        "  ratio of each predictor run to the batched run just before it: "
+        f"{figures['paired_ratios_to_bare_batched_loop']} (median {figures['median_paired_ratio']})"
+    )
     print(f"  peak RSS {figures['peak_rss_mb']} MB")
     write_figures(out, figures)
 
@@ -273,12 +283,14 @@ def main() -> None:
     )
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--quick", action="store_true", help="5,000 requests: a smoke run")
+    ap.add_argument("--rounds", type=int, default=3, help="batched loop / predictor pairs")
     ap.add_argument("--json", type=Path, default=None)
     add_broker_option(ap)
     args = ap.parse_args()
     use_broker(args)
     out = args.json or results_path("predictions")
-    asyncio.run(main_async(5_000 if args.quick else args.requests, out, 1 if args.quick else 2))
+    rounds = 1 if args.quick else args.rounds
+    asyncio.run(main_async(5_000 if args.quick else args.requests, out, rounds))
 
 
 if __name__ == "__main__":
