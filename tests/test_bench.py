@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("script", "keys"),
     [
         ("codec.py", ["decode_event_per_s", "decode_vs_bare_ratio"]),
+        ("cli.py", ["script_help_p50_ms", "script_get_p50_ms", "pass_p50_ms"]),
         ("rebuild.py", ["rebuild_per_s", "bare_fetch_per_s", "ratio_to_bare_fetch"]),
         ("writes.py", ["commands_per_s", "ryw_p99_ms", "mlflow_writes_per_s", "ratio_to_mlflow"]),
         ("reads.py", ["get_model_per_s", "bare_select_per_s", "list_models_page_100_p99_ms"]),
