@@ -20,8 +20,11 @@ def _load(name: str) -> Figures:
 
 
 def _rebuild(f: Figures) -> Cell:
+    swap = f.get("swap_into_live_seconds")
+    swapped = f", swapped into a live projection in {swap} s" if swap is not None else ""
     return (
-        f"{f['rebuild_per_s']:,} events/s ({f['events']:,} events in {f['rebuild_seconds']} s)",
+        f"{f['rebuild_per_s']:,} events/s ({f['events']:,} events in {f['rebuild_seconds']} s"
+        f"{swapped})",
         f"bare aiokafka fetch {f['bare_fetch_per_s']:,}/s: ratio {f['ratio_to_bare_fetch']}",
         f["peak_rss_mb"],
     )
@@ -32,6 +35,28 @@ def _writes(f: Figures) -> Cell:
         f"{f['commands_per_s']:,} commands/s end to end ({f['commands']:,} commands)",
         f"MLflow registry (SQLite) {f['mlflow_writes_per_s']}/s: {f['ratio_to_mlflow']}x",
         f["server_peak_rss_mb"],
+    )
+
+
+def _in_flight(level: str) -> Callable[[Figures], Cell]:
+    def cell(f: Figures) -> Cell:
+        g = f["in_flight"][level]
+        return (
+            f"{g['commands_per_s']:,} commands/s ({g['commands']:,} commands)",
+            f"MLflow (SQLite), {level} thread(s), {g['mlflow_writes_per_s']}/s: "
+            f"{g['ratio_to_mlflow']}x",
+            "",
+        )
+
+    return cell
+
+
+def _one_command(f: Figures) -> Cell:
+    return (
+        f"accepted reply p50 {f['reply_p50_ms']} ms, p99 {f['reply_p99_ms']} ms; visible in "
+        f"the projection p50 {f['visible_p50_ms']} ms, p99 {f['visible_p99_ms']} ms",
+        f"MLflow one call p50 {f['mlflow_call_p50_ms']} ms, p99 {f['mlflow_call_p99_ms']} ms",
+        "",
     )
 
 
@@ -50,7 +75,7 @@ def _predictions(f: Figures) -> Cell:
 
 def _get_model(f: Figures) -> Cell:
     return (
-        f"{f['get_model_per_s']:,}/s",
+        f"{f['get_model_per_s']:,}/s (with `.config` read)",
         f"bare SELECT {f['bare_select_per_s']:,}/s: ratio {f['get_model_ratio_to_bare']}",
         f["peak_rss_mb"],
     )
@@ -58,11 +83,11 @@ def _get_model(f: Figures) -> Cell:
 
 def _list_models(f: Figures) -> Cell:
     return (
-        f"over {f['models']:,} models: p50 {f['list_models_narrow_p50_ms']} ms, p99 "
-        f"{f['list_models_narrow_p99_ms']} ms (type+provider+status); p99 "
-        f"{f['list_models_type_status_p99_ms']} ms returning {f['list_models_rows']:,} rows "
-        "(type+status)",
-        "",
+        f"page of 100 over {f['models']:,} models: p50 {f['list_models_page_100_p50_ms']} ms, "
+        f"p99 {f['list_models_page_100_p99_ms']} ms (views, configs read); 5 columns p50 "
+        f"{f['list_models_page_columns_p50_ms']} ms, p99 {f['list_models_page_columns_p99_ms']} ms",
+        f"bare SELECT of the page p50 {f['bare_select_page_p50_ms']} ms, p99 "
+        f"{f['bare_select_page_p99_ms']} ms",
         "",
     )
 
@@ -88,7 +113,10 @@ def _cli(f: Figures) -> Cell:
 
 ROWS: list[tuple[str, str, Callable[[Figures], Cell], str]] = [
     ("projection rebuild", "rebuild", _rebuild, ">= 100,000/s"),
-    ("registry writes, saturation", "writes", _writes, ">= 2,000/s"),
+    ("registry writes, 1 in flight", "writes", _in_flight("1"), ">= MLflow (on Kafka)"),
+    ("registry writes, 8 in flight", "writes", _in_flight("8"), ""),
+    ("registry writes, 600 in flight (2 processes)", "writes", _writes, ">= 2,000/s"),
+    ("one command at a time", "writes", _one_command, ""),
     ("read-your-writes at 100 commands/s", "writes", _ryw, "p99 < 50 ms"),
     ("registry writes, transactional decider", "writes.transactional", _writes, ""),
     ("read-your-writes, transactional decider", "writes.transactional", _ryw, ""),
@@ -99,7 +127,7 @@ ROWS: list[tuple[str, str, Callable[[Figures], Cell], str]] = [
         ">= 20,000/s, >= 0.5",
     ),
     ("get_model", "reads", _get_model, ">= 20,000/s"),
-    ("list_models", "reads", _list_models, "< 10 ms"),
+    ("list_models", "reads", _list_models, "p99 < 10 ms"),
     ("decode a registry event (no broker)", "codec", _codec, ">= 200,000/s (aim)"),
     ("CLI start-up (no broker)", "cli", _cli, "`--help` < 100 ms, `models get` < 150 ms"),
 ]
