@@ -191,9 +191,8 @@ class PredictionConsumer:
         self._same_partitioning = True
         self._partitioner = DefaultPartitioner()
         self._follower: asyncio.Task[None] | None = None
-        self._sustained: int | None = None  # the load the broker holds (None: no limit known)
-        self._load_mark = (time.monotonic(), 0)
-        self._load_warned_at = float("-inf")
+        # the predictions the broker carries before it slows down (None: no limit known)
+        self._load_limit: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -215,7 +214,7 @@ class PredictionConsumer:
             gc.freeze()
             gc.set_threshold(max(gc.get_threshold()[0], 20_000), 50, 100)
         traits = await broker_traits(self.settings)
-        self._sustained = traits.sustained_requests_per_s if traits is not None else None
+        self._load_limit = traits.requests_before_slowdown if traits is not None else None
         linger_ms = (
             traits.result_linger_ms(self.config.result_linger_ms)
             if traits is not None
@@ -313,8 +312,8 @@ class PredictionConsumer:
                     continue
                 await self._admit(data)
                 await self._update_lag(consumer)
-                if self._sustained is not None:
-                    self._check_load(self._sustained)
+                if self._load_limit is not None and self.stats.records >= self._load_limit:
+                    self._check_load()
         finally:
             await self._shutdown(committer, emitter)
 
@@ -335,26 +334,21 @@ class PredictionConsumer:
         self.stats.commits = committer.commits
         self.stats.delivery_retries = emitter.retries
 
-    def _check_load(self, sustained: int) -> None:
-        """Warn (at most every 10 minutes) when the requests of the last minute came faster
-        than the broker holds for long: the embedded broker's fetches slow down with what
-        its partitions have taken in (``traits.EMBEDDED_SUSTAINED_REQUESTS_PER_S``)."""
-        now = time.monotonic()
-        since, records = self._load_mark
-        if now - since < 60.0:
+    def _check_load(self) -> None:
+        """Warn that the embedded broker slows down with what it has carried: once past
+        ``traits.EMBEDDED_REQUESTS_BEFORE_SLOWDOWN`` predictions, and again at each tenfold."""
+        limit = self._load_limit
+        if limit is None or self.stats.records < limit:
             return
-        rate = (self.stats.records - records) / (now - since)
-        self._load_mark = (now, self.stats.records)
-        if rate > sustained and now - self._load_warned_at >= 600.0:
-            self._load_warned_at = now
-            log.warning(
-                "predictions arrive at %.0f requests/s; the embedded broker holds about %d/s "
-                "for long (its fetches slow down as its logs grow, and it cannot trim them): "
-                "expect latency to grow. Run against Apache Kafka for this load "
-                "(README, Running against a real Kafka).",
-                rate,
-                sustained,
-            )
+        self._load_limit = limit * 10
+        log.warning(
+            "this predictor has read %d requests from the embedded broker, which slows down "
+            "with every record batch it keeps (it cannot trim its logs): latency grows from "
+            "about %d on. Restart the stack to start afresh, or run against Apache Kafka for a "
+            "sustained load (README, Running against a real Kafka).",
+            self.stats.records,
+            limit,
+        )
 
     def _check_view(self) -> None:
         """A predictor whose registry view stopped following must not serve on: it crashes

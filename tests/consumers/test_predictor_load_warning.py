@@ -1,9 +1,8 @@
-"""The predictor warns when predictions come faster than the embedded broker holds for long."""
+"""The predictor warns when the embedded broker has carried enough predictions to slow down."""
 
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 
@@ -12,33 +11,38 @@ from registry.infra.kafka.traits import BrokerTraits
 from registry.infra.settings import Settings
 
 
-def _consumer() -> PredictionConsumer:
-    return PredictionConsumer(Settings(bootstrap_servers="127.0.0.1:1"))
+def _consumer(limit: int | None) -> PredictionConsumer:
+    consumer = PredictionConsumer(Settings(bootstrap_servers="127.0.0.1:1"))
+    consumer._load_limit = limit
+    return consumer
 
 
-def test_only_the_embedded_broker_has_a_sustained_limit() -> None:
-    assert BrokerTraits(kafka=True).sustained_requests_per_s is None
-    assert (BrokerTraits(kafka=False).sustained_requests_per_s or 0) > 0
+def test_only_the_embedded_broker_has_a_limit() -> None:
+    assert BrokerTraits(kafka=True).requests_before_slowdown is None
+    assert (BrokerTraits(kafka=False).requests_before_slowdown or 0) > 0
 
 
-def test_a_minute_above_the_sustained_rate_warns_once(caplog: pytest.LogCaptureFixture) -> None:
-    consumer = _consumer()
+def test_warns_past_the_limit_then_at_each_tenfold(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = _consumer(10_000)
     caplog.set_level(logging.WARNING, logger="consumers.predictor.consumer")
-    consumer._load_mark = (time.monotonic() - 61.0, 0)
-    consumer.stats.records = 61 * 500
-    consumer._check_load(200)
-    assert "the embedded broker holds about 200/s" in caplog.text
-    caplog.clear()
-    consumer._load_mark = (time.monotonic() - 61.0, consumer.stats.records)
-    consumer.stats.records += 61 * 500
-    consumer._check_load(200)  # again within 10 minutes: quiet
+    consumer.stats.records = 9_999
+    consumer._check_load()
     assert caplog.text == ""
+    consumer.stats.records = 10_000
+    consumer._check_load()
+    assert "read 10000 requests from the embedded broker" in caplog.text
+    caplog.clear()
+    consumer.stats.records = 50_000
+    consumer._check_load()
+    assert caplog.text == ""  # the next warning is at 100,000
+    consumer.stats.records = 100_000
+    consumer._check_load()
+    assert "read 100000 requests" in caplog.text
 
 
-def test_a_load_within_the_rate_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
-    consumer = _consumer()
+def test_no_limit_no_warning(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = _consumer(None)
     caplog.set_level(logging.WARNING, logger="consumers.predictor.consumer")
-    consumer._load_mark = (time.monotonic() - 61.0, 0)
-    consumer.stats.records = 61 * 150
-    consumer._check_load(200)
+    consumer.stats.records = 10**9
+    consumer._check_load()
     assert caplog.text == ""

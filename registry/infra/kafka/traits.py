@@ -27,7 +27,7 @@ from registry.infra.settings import Settings
 
 __all__ = [
     "EMBEDDED_FETCH_WAIT_MS",
-    "EMBEDDED_SUSTAINED_REQUESTS_PER_S",
+    "EMBEDDED_REQUESTS_BEFORE_SLOWDOWN",
     "RESULT_LINGER_MS",
     "BrokerTraits",
     "broker_traits",
@@ -39,11 +39,13 @@ log = logging.getLogger(__name__)
 OFFSET_FOR_LEADER_EPOCH = 23
 EMBEDDED_FETCH_WAIT_MS = 10
 """The longest fetch wait worth having on a broker that always waits it out in full."""
-EMBEDDED_SUSTAINED_REQUESTS_PER_S = 200
-"""The prediction load the embedded broker holds for minutes without its latency growing
-(bench/soak.py). Its memory storage cannot trim a log (DeleteRecords is not implemented)
-and a fetch costs time in proportion to the record batches before its offset, so latency
-grows with what a partition has taken in; the predictor warns above this rate."""
+EMBEDDED_REQUESTS_BEFORE_SLOWDOWN = 10_000
+"""About how many predictions the embedded broker carries before its latency grows several
+fold (bench/soak.py: at 50 and 100 requests/s the p99 grew ~10x after 10-15 thousand; at
+1,000/s within the first minute). Its memory storage cannot trim a log (DeleteRecords is not
+implemented) and a fetch costs time in proportion to the record batches a partition holds,
+so it is the volume carried since the broker started, not the rate, that slows it; the
+predictor warns past this many, and again at each tenfold."""
 RESULT_LINGER_MS = {True: 0, False: 0}
 """The results producer's linger by broker (``kafka``: Apache Kafka). 0 on both: the
 predictor's emitter already gathers every answer queued for a partition into one batch,
@@ -79,9 +81,10 @@ class BrokerTraits:
         return RESULT_LINGER_MS[self.kafka] if configured is None else configured
 
     @property
-    def sustained_requests_per_s(self) -> int | None:
-        """The prediction load this broker holds for long (None: no known limit)."""
-        return None if self.kafka else EMBEDDED_SUSTAINED_REQUESTS_PER_S
+    def requests_before_slowdown(self) -> int | None:
+        """How many predictions this broker carries before it slows down (None: no limit
+        known; Apache Kafka trims its logs and indexes them)."""
+        return None if self.kafka else EMBEDDED_REQUESTS_BEFORE_SLOWDOWN
 
     @property
     def name(self) -> str:
