@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import ssl
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
@@ -76,6 +75,8 @@ class KafkaConnection:
         if self.sasl_password:
             out["sasl_plain_password"] = self.sasl_password
         if self.ssl_cafile:
+            import ssl  # here, not at the top: CLI start-up does not pay for it (bench/cli.py)
+
             out["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
         return out
 
