@@ -191,7 +191,9 @@ class PredictionConsumer:
         self._same_partitioning = True
         self._partitioner = DefaultPartitioner()
         self._follower: asyncio.Task[None] | None = None
-        # the predictions the broker carries before it slows down (None: no limit known)
+        # the predictions the broker carries before it slows down (None: no limit known),
+        # and the next count to warn at (that, then each tenfold)
+        self._load_first: int | None = None
         self._load_limit: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -214,7 +216,8 @@ class PredictionConsumer:
             gc.freeze()
             gc.set_threshold(max(gc.get_threshold()[0], 20_000), 50, 100)
         traits = await broker_traits(self.settings)
-        self._load_limit = traits.requests_before_slowdown if traits is not None else None
+        self._load_first = traits.requests_before_slowdown if traits is not None else None
+        self._load_limit = self._load_first
         linger_ms = (
             traits.result_linger_ms(self.config.result_linger_ms)
             if traits is not None
@@ -344,10 +347,10 @@ class PredictionConsumer:
         log.warning(
             "this predictor has read %d requests from the embedded broker, which slows down "
             "with every record batch it keeps (it cannot trim its logs): latency grows from "
-            "about %d on. Restart the stack to start afresh, or run against Apache Kafka for a "
-            "sustained load (README, Running against a real Kafka).",
+            "about %d requests on. Restart the stack to start afresh, or run against Apache "
+            "Kafka for a sustained load (README, Running against a real Kafka).",
             self.stats.records,
-            limit,
+            self._load_first or limit,
         )
 
     def _check_view(self) -> None:

@@ -13,7 +13,7 @@ from registry.infra.settings import Settings
 
 def _consumer(limit: int | None) -> PredictionConsumer:
     consumer = PredictionConsumer(Settings(bootstrap_servers="127.0.0.1:1"))
-    consumer._load_limit = limit
+    consumer._load_first = consumer._load_limit = limit
     return consumer
 
 
@@ -31,6 +31,7 @@ def test_warns_past_the_limit_then_at_each_tenfold(caplog: pytest.LogCaptureFixt
     consumer.stats.records = 10_000
     consumer._check_load()
     assert "read 10000 requests from the embedded broker" in caplog.text
+    assert "from about 10000 requests on" in caplog.text
     caplog.clear()
     consumer.stats.records = 50_000
     consumer._check_load()
@@ -38,6 +39,7 @@ def test_warns_past_the_limit_then_at_each_tenfold(caplog: pytest.LogCaptureFixt
     consumer.stats.records = 100_000
     consumer._check_load()
     assert "read 100000 requests" in caplog.text
+    assert "from about 10000 requests on" in caplog.text  # where it began, not the next mark
 
 
 def test_no_limit_no_warning(caplog: pytest.LogCaptureFixture) -> None:
