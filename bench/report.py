@@ -111,6 +111,37 @@ def _cli(f: Figures) -> Cell:
     )
 
 
+def _latency(rate: str) -> Callable[[Figures], Cell]:
+    def cell(f: Figures) -> Cell:
+        r = f["rates"][rate]
+        p, b, x = r["predictor"], r["bare"], r["ratio"]
+        return (
+            f"p50 {p['p50_ms']} / p95 {p['p95_ms']} / p99 {p['p99_ms']} ms",
+            f"bare consume-produce loop p50 {b['p50_ms']} / p95 {b['p95_ms']} / p99 "
+            f"{b['p99_ms']} ms: ratios {x['p50']} / {x['p95']} / {x['p99']}",
+            "",
+        )
+
+    return cell
+
+
+def _ms(value: Any) -> str:
+    return "no answers" if value is None or value != value else f"{value:,} ms"  # NaN
+
+
+def _soak(f: Figures) -> Cell:
+    windows = f["windows"]
+    first, last = windows[0], windows[-1]
+    minutes = round(f["seconds"] / 60)
+    return (
+        f"{f['rate']:,}/s for {minutes} min: p99 {_ms(first['p99_ms'])} in the first minute, "
+        f"{_ms(last['p99_ms'])} in the last; {f['answered']:,} of {f['sent']:,} answered",
+        f"right after, 30 s at the same rate: this stack p99 {_ms(f['aged']['p99_ms'])}, a "
+        f"fresh one {_ms(f['fresh']['p99_ms'])}",
+        f["peak_rss_mb"],
+    )
+
+
 ROWS: list[tuple[str, str, Callable[[Figures], Cell], str]] = [
     ("projection rebuild", "rebuild", _rebuild, ">= 100,000/s"),
     ("registry writes, 1 in flight", "writes", _in_flight("1"), ">= MLflow (on Kafka)"),
@@ -126,6 +157,10 @@ ROWS: list[tuple[str, str, Callable[[Figures], Cell], str]] = [
         _predictions,
         ">= 20,000/s, >= 0.5",
     ),
+    ("request to result at 200/s", "latency", _latency("200"), "<= 1.5x the bare loop"),
+    ("request to result at 1,000/s", "latency", _latency("1000"), "<= 1.5x the bare loop"),
+    ("request to result at 5,000/s", "latency", _latency("5000"), "<= 1.5x the bare loop"),
+    ("sustained load (soak)", "soak", _soak, "p99 flat; aged = fresh"),
     ("get_model", "reads", _get_model, ">= 20,000/s"),
     ("list_models", "reads", _list_models, "p99 < 10 ms"),
     ("decode a registry event (no broker)", "codec", _codec, ">= 200,000/s (aim)"),

@@ -46,3 +46,31 @@ def test_bench_quick(script: str, keys: list[str], tmp_path: Path) -> None:
         assert figures.get(key) is not None, f"{script} did not report {key}"
     assert figures["machine"]["cores"] >= 1
     assert any(k.startswith("peak_rss") or k.endswith("peak_rss_mb") for k in figures)
+
+
+def test_report_prints_a_row_for_every_committed_result() -> None:
+    """bench/report.py turns the committed figures into the README's table: every row whose
+    results are committed appears, with both brokers where both were measured."""
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "report.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ")][1:]
+    names = {line.split(" | ")[0].removeprefix("| ") for line in rows}
+    for expected in (
+        "projection rebuild",
+        "registry writes, 1 in flight",
+        "one command at a time",
+        "request to result at 5,000/s",
+        "sustained load (soak)",
+        "get_model",
+        "list_models",
+        "CLI start-up (no broker)",
+    ):
+        assert expected in names, f"no {expected!r} row in:\n{run.stdout}"
+    latency = next(line for line in rows if line.startswith("| request to result at 200/s"))
+    assert latency.count("ratios") == 2  # the embedded broker's and Apache Kafka's
