@@ -402,7 +402,7 @@ class RebuildResult:
     seconds: float
     path: Path
     careful: int = 0  # records decoded by the careful path (the rest took the fast one)
-    swap_seconds: float = 0.0  # of ``seconds``: copying the built file into the live one
+    swap_seconds: float = 0.0  # of ``seconds``: swapping the built file in (``swap_in``)
 
     @property
     def rate(self) -> float:
